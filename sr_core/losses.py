@@ -1,0 +1,127 @@
+"""Training losses: pixel (MSE/L1), VGG19 content loss and the adversarial (BCE-with-logits) loss."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import OfflineError, WeightsError
+
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+OFFLINE_HELP = (
+    "VGG19 ImageNet weights are needed for the content loss but could not be obtained ({reason}). "
+    f"On a machine with network download {VGG19_URL}, copy it here and either pass its path "
+    "(training config `vgg_weights: /path/to/" + VGG19_FILENAME + "`, or VGGContentLoss(weights=path)) or put it "
+    "in $TORCH_HOME/hub/checkpoints/ (default ~/.cache/torch/hub/checkpoints/). To train without it set "
+    "`content_weight: 0`."
+)
+
+
+class PixelLoss(nn.Module):
+    """Mean squared or mean absolute error between SR and HR images."""
+
+    def __init__(self, kind: str = "mse") -> None:
+        super().__init__()
+        if kind not in ("mse", "l1"):
+            raise ValueError(f"pixel loss must be 'mse' or 'l1', got {kind!r}")
+        self.kind = kind
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(sr, hr) if self.kind == "mse" else F.l1_loss(sr, hr)
+
+
+def _vgg_state_from_file(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsError(f"VGG19 weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is reported the same way
+        raise WeightsError(f"Cannot read VGG19 weights from {path}: {exc}") from exc
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path} does not hold a state dict")
+    return {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
+
+
+def load_vgg19_features(weights: str | os.PathLike | None = "imagenet", layer_index: int = 36) -> nn.Sequential:
+    """VGG19 ``features[:layer_index]`` with weights from torchvision ('imagenet'), a local file, or 'random'."""
+    from torchvision.models import VGG19_Weights, vgg19
+
+    if weights == "random":
+        return vgg19(weights=None).features[:layer_index]
+    features = vgg19(weights=None).features
+    if weights in (None, "imagenet"):
+        hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
+        cached = hub_dir / VGG19_FILENAME
+        if cached.is_file():
+            state = _vgg_state_from_file(cached)
+        else:
+            try:
+                full = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+            except OSError as exc:
+                raise OfflineError(OFFLINE_HELP.format(reason=exc)) from exc
+            state = {k.removeprefix("features."): v for k, v in full.items() if k.startswith("features.")}
+    else:
+        state = _vgg_state_from_file(Path(weights))
+    try:
+        features.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"VGG19 weights do not match torchvision's vgg19: {exc}") from exc
+    return features[:layer_index]
+
+
+class VGGContentLoss(nn.Module):
+    """MSE between frozen VGG19 feature maps of SR and HR (inputs in [0, 1], ImageNet-normalised inside).
+
+    ``layer_index=36`` keeps features up to the ReLU after conv5_4, the SRGAN paper's VGG54. ``feature_scale``
+    multiplies the features before the MSE (the paper used 1/12.75).
+    """
+
+    def __init__(self, weights: str | os.PathLike | None = "imagenet", layer_index: int = 36,
+                 feature_scale: float = 1.0) -> None:
+        super().__init__()
+        self.features = load_vgg19_features(weights, layer_index).eval()
+        for p in self.features.parameters():
+            p.requires_grad_(False)
+        self.feature_scale = feature_scale
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True) -> VGGContentLoss:
+        super().train(mode)
+        self.features.eval()
+        return self
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features((x - self.mean) / self.std) * self.feature_scale
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self._embed(hr)
+        return F.mse_loss(self._embed(sr), target)
+
+
+class AdversarialLoss(nn.Module):
+    """Binary cross-entropy on discriminator logits, for both players."""
+
+    def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        return real + fake
+
+    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+    def forward(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return self.generator_loss(fake_logits)

@@ -1,0 +1,69 @@
+"""SRGAN discriminator (Ledig et al. 2017) with an adaptive pool, so any input of at least 32x32 works."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .pretrained import PretrainedMixin
+
+MIN_INPUT_SIZE = 32
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Width of the first layer (doubled every second conv, as in the paper) and input channels."""
+
+    in_channels: int = 3
+    channels: int = 64
+    pooled_size: int = 6
+    hidden: int = 1024
+
+
+def _block(c_in: int, c_out: int, stride: int, batch_norm: bool) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return layers
+
+
+class Discriminator(PretrainedMixin, nn.Module):
+    """Eight 3x3 convs (BN from the second on, LeakyReLU 0.2), dense head; returns logits of shape (N, 1).
+
+    The paper's 96x96 input reaches the dense layer as 512x6x6; an adaptive average pool to 6x6 keeps that
+    head for 96x96 and lets any input of 32x32 or more through.
+    """
+
+    config_class = DiscriminatorConfig
+    architecture = "Discriminator"
+
+    def __init__(self, config: DiscriminatorConfig | None = None, **kwargs: int) -> None:
+        super().__init__()
+        self.config = config if config is not None else DiscriminatorConfig(**kwargs)
+        c = self.config
+        widths = [c.channels, c.channels, 2 * c.channels, 2 * c.channels, 4 * c.channels, 4 * c.channels,
+                  8 * c.channels, 8 * c.channels]
+        layers: list[nn.Module] = []
+        c_in = c.in_channels
+        for i, width in enumerate(widths):
+            layers += _block(c_in, width, stride=1 + i % 2, batch_norm=i > 0)
+            c_in = width
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(c.pooled_size)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(widths[-1] * c.pooled_size**2, c.hidden),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(c.hidden, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] < MIN_INPUT_SIZE or x.shape[-2] < MIN_INPUT_SIZE:
+            raise ValueError(
+                f"Discriminator needs inputs of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}, got "
+                f"{x.shape[-1]}x{x.shape[-2]}"
+            )
+        return self.head(self.pool(self.features(x)))

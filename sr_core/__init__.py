@@ -22,7 +22,20 @@ from .registry import MethodInfo, available_methods, get_method
 __version__ = "0.1.0"
 
 __all__ = [
-    "ImageLoadError", "ImageTooLargeError", "MethodInfo", "OfflineError", "SRError", "UnknownMethodError",
-    "UnsupportedScaleError", "WeightsError", "__version__", "available_methods", "get_method", "load_image",
-    "resolve_device", "resolve_precision", "save_image", "upscale",
+    "ImageLoadError",
+    "ImageTooLargeError",
+    "MethodInfo",
+    "OfflineError",
+    "SRError",
+    "UnknownMethodError",
+    "UnsupportedScaleError",
+    "WeightsError",
+    "__version__",
+    "available_methods",
+    "get_method",
+    "load_image",
+    "resolve_device",
+    "resolve_precision",
+    "save_image",
+    "upscale",
 ]

@@ -25,8 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="bicubic", help="method name (see --list-methods) or a model folder")
     p.add_argument("--scale", type=int, default=4, help="integer scale factor (default 4)")
     p.add_argument("--tile", type=int, default=None, metavar="N", help="tile size in input pixels for models")
-    p.add_argument("--tile-overlap", type=int, default=None, metavar="N",
-                   help="context pixels around each tile (default: the model's receptive radius, seamless)")
+    p.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=None,
+        metavar="N",
+        help="context pixels around each tile (default: the model's receptive radius, seamless)",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--recursive", action="store_true", help="also scan sub-folders")
@@ -39,8 +44,10 @@ def list_methods(weights_dir: str | None) -> str:
     from .registry import available_methods
 
     rows = [("method", "kind", "scales", "description")]
-    rows += [(m.name, m.kind, ",".join(str(s) for s in m.scales), m.description)
-             for m in available_methods(weights_dir)]
+    rows += [
+        (m.name, m.kind, ",".join(str(s) for s in m.scales), m.description)
+        for m in available_methods(weights_dir)
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in rows)
 
@@ -60,8 +67,9 @@ def collect_inputs(inputs: Iterable[str], recursive: bool) -> list[tuple[Path, P
     return found
 
 
-def output_path(outdir: Path, relative: Path, method: str, scale: int, taken: set[Path],
-                inputs: set[Path]) -> Path:
+def output_path(
+    outdir: Path, relative: Path, method: str, scale: int, taken: set[Path], inputs: set[Path]
+) -> Path:
     """A PNG path under outdir that no input and no earlier output of this run uses."""
     tag = Path(method).name if Path(method).is_dir() else method
     base = outdir / relative.parent / f"{relative.stem}_{tag}_x{scale}"
@@ -96,7 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sr-upscale: error: {exc}", file=sys.stderr)
         return 2
 
-    state = PartialState(cpu=args.device == "cpu")
+    import torch
+
+    state = PartialState(cpu=args.device == "cpu" or not torch.cuda.is_available())
     device = state.device if state.num_processes > 1 and args.device == "auto" else args.device
     outdir = Path(args.outdir)
     jobs = collect_inputs(args.inputs, args.recursive)
@@ -110,13 +120,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures: list[tuple[Path, str]] = []
     start = time.perf_counter()
     with state.split_between_processes(planned) as mine:
-        bar = tqdm(mine, unit="img", desc=f"{method.label} x{args.scale}", position=state.process_index,
-                   disable=not sys.stderr.isatty() and state.num_processes > 1, file=sys.stderr)
+        bar = tqdm(
+            mine,
+            unit="img",
+            desc=f"{method.label} x{args.scale}",
+            position=state.process_index,
+            disable=not sys.stderr.isatty() and state.num_processes > 1,
+            file=sys.stderr,
+        )
         for src, dst in bar:
             bar.set_postfix_str(src.name)
             try:
-                result = upscale(src, method.name, args.scale, tile_size=args.tile, tile_overlap=args.tile_overlap,
-                                 device=device, precision=args.precision, weights_dir=args.weights_dir)
+                result = upscale(
+                    src,
+                    method.name,
+                    args.scale,
+                    tile_size=args.tile,
+                    tile_overlap=args.tile_overlap,
+                    device=device,
+                    precision=args.precision,
+                    weights_dir=args.weights_dir,
+                )
                 save_image(result, dst)
             except (SRError, OSError, ValueError) as exc:
                 failures.append((src, str(exc)))
@@ -124,7 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         done = len(mine) - len(failures)
     elapsed = time.perf_counter() - start
     rank = f"[process {state.process_index}] " if state.num_processes > 1 else ""
-    print(f"{rank}{done} image(s) written to {outdir} in {elapsed:.1f}s; {len(failures)} failed", file=sys.stderr)
+    print(
+        f"{rank}{done} image(s) written to {outdir} in {elapsed:.1f}s; {len(failures)} failed",
+        file=sys.stderr,
+    )
     for src, message in failures:
         print(f"{rank}  failed: {src}: {message}", file=sys.stderr)
     return 1 if failures else 0

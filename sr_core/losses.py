@@ -18,7 +18,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 OFFLINE_HELP = (
     "VGG19 ImageNet weights are needed for the content loss but could not be obtained ({reason}). "
     f"On a machine with network download {VGG19_URL}, copy it here and either pass its path "
-    "(training config `vgg_weights: /path/to/" + VGG19_FILENAME + "`, or VGGContentLoss(weights=path)) or put it "
+    "(training config `vgg_weights: /path/to/"
+    + VGG19_FILENAME
+    + "`, or VGGContentLoss(weights=path)) or put it "
     "in $TORCH_HOME/hub/checkpoints/ (default ~/.cache/torch/hub/checkpoints/). To train without it set "
     "`content_weight: 0`."
 )
@@ -54,7 +56,9 @@ def _vgg_state_from_file(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
 
 
-def load_vgg19_features(weights: str | os.PathLike | None = "imagenet", layer_index: int = 36) -> nn.Sequential:
+def load_vgg19_features(
+    weights: str | os.PathLike | None = "imagenet", layer_index: int = 36
+) -> nn.Sequential:
     """VGG19 ``features[:layer_index]`` with weights from torchvision ('imagenet'), a local file, or 'random'."""
     from torchvision.models import VGG19_Weights, vgg19
 
@@ -88,8 +92,12 @@ class VGGContentLoss(nn.Module):
     multiplies the features before the MSE (the paper used 1/12.75).
     """
 
-    def __init__(self, weights: str | os.PathLike | None = "imagenet", layer_index: int = 36,
-                 feature_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = "imagenet",
+        layer_index: int = 36,
+        feature_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         self.features = load_vgg19_features(weights, layer_index).eval()
         for p in self.features.parameters():

@@ -28,24 +28,41 @@ GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=8)
-def _prepared(weights: ModelWeights, method: MethodInfo, scale: int, device: str, dtype: torch.dtype) -> nn.Module:
+def _prepared(
+    weights: ModelWeights, method: MethodInfo, scale: int, device: str, dtype: torch.dtype
+) -> nn.Module:
     return prepare_for_inference(load_model(method, scale), torch.device(device), dtype)
 
 
-def model_forward_array(model: nn.Module, rgb: np.ndarray, scale: int, *, tile_size: int, overlap: int,
-                        progress: ProgressCallback | None = None) -> np.ndarray:
+def model_forward_array(
+    model: nn.Module,
+    rgb: np.ndarray,
+    scale: int,
+    *,
+    tile_size: int,
+    overlap: int,
+    progress: ProgressCallback | None = None,
+) -> np.ndarray:
     """Run a prepared model over an HxWx3 float array in tiles; returns (H*s)x(W*s)x3 float32 in [0, 1]."""
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
     out = np.empty((rgb.shape[0] * scale, rgb.shape[1] * scale, 3), dtype=np.float32)
     for t, piece in iter_tiled(lambda w: run_model(model, w), x, scale, tile_size, overlap, progress):
-        block = piece[0].clamp_(0, 1).permute(1, 2, 0).cpu().numpy()
-        out[t.y0 * scale:t.y1 * scale, t.x0 * scale:t.x1 * scale] = block
+        block = piece[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+        out[t.y0 * scale : t.y1 * scale, t.x0 * scale : t.x1 * scale] = block
     return out
 
 
-def _run_model_method(colour: np.ndarray, method: MethodInfo, scale: int, *, tile_size: int | None,
-                      tile_overlap: int | None, device: torch.device, dtype: torch.dtype,
-                      progress: ProgressCallback | None) -> np.ndarray:
+def _run_model_method(
+    colour: np.ndarray,
+    method: MethodInfo,
+    scale: int,
+    *,
+    tile_size: int | None,
+    tile_overlap: int | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    progress: ProgressCallback | None,
+) -> np.ndarray:
     model = _prepared(method.variants[scale], method, scale, str(device), dtype)
     grey = colour.shape[2] == 1
     rgb = np.repeat(colour, 3, axis=2) if grey else colour
@@ -64,10 +81,19 @@ def _run_model_method(colour: np.ndarray, method: MethodInfo, scale: int, *, til
     return (out @ GREY_WEIGHTS)[..., None] if grey else out
 
 
-def upscale(image: Any, method: str = "bicubic", scale: int = 4, *, tile_size: int | None = None,
-            tile_overlap: int | None = None, device: str | torch.device = "auto", precision: str = "auto",
-            progress: ProgressCallback | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-            weights_dir: str | os.PathLike | None = None) -> Image.Image:
+def upscale(
+    image: Any,
+    method: str = "bicubic",
+    scale: int = 4,
+    *,
+    tile_size: int | None = None,
+    tile_overlap: int | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    progress: ProgressCallback | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    weights_dir: str | os.PathLike | None = None,
+) -> Image.Image:
     """Upscale an image (path, bytes, PIL image or array) by an integer scale with a registered method.
 
     Models run in tiles of ``tile_size`` input pixels with ``tile_overlap`` pixels of context (default: the
@@ -90,8 +116,16 @@ def upscale(image: Any, method: str = "bicubic", scale: int = 4, *, tile_size: i
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     colour_channels = 1 if img.mode in ("L", "LA", "I;16") else 3
-    colour = _run_model_method(array[..., :colour_channels], info, int(scale), tile_size=tile_size,
-                               tile_overlap=tile_overlap, device=dev, dtype=dtype, progress=progress)
+    colour = _run_model_method(
+        array[..., :colour_channels],
+        info,
+        int(scale),
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        device=dev,
+        dtype=dtype,
+        progress=progress,
+    )
     if array.shape[2] > colour_channels:
         alpha = upscale_array(array[..., colour_channels:], "bicubic", int(scale))
         colour = np.concatenate([colour, alpha], axis=2)

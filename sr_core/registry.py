@@ -37,8 +37,9 @@ class ModelWeights:
     """One weights file of the manifest: a model at one scale."""
 
     path: Path
-    config: Mapping[str, Any]
-    sha256: str | None
+    config: Mapping[str, Any] = field(compare=False, hash=False)
+    sha256: str | None = None
+    mtime_ns: int = 0
     entry: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -60,8 +61,13 @@ class MethodInfo:
             )
 
 
-CLASSICAL_LABELS = {"nearest": "Nearest neighbour", "bilinear": "Bilinear", "bicubic": "Bicubic",
-                    "lanczos": "Lanczos", "fourier": "Fourier (spectral)"}
+CLASSICAL_LABELS = {
+    "nearest": "Nearest neighbour",
+    "bilinear": "Bilinear",
+    "bicubic": "Bicubic",
+    "lanczos": "Lanczos",
+    "fourier": "Fourier (spectral)",
+}
 
 
 def default_weights_dir() -> Path:
@@ -114,13 +120,17 @@ def _verified_weights(weights_dir: Path, entry: Mapping[str, Any]) -> ModelWeigh
     if expected and _cached_sha256(path, stat.st_mtime_ns, stat.st_size) != expected:
         logger.warning("Weights for %s x%d (%s) fail their sha256 check; not offered", name, scale, path)
         return None
-    return ModelWeights(path=path, config=config, sha256=expected, entry=dict(entry))
+    return ModelWeights(
+        path=path, config=config, sha256=expected, mtime_ns=stat.st_mtime_ns, entry=dict(entry)
+    )
 
 
 def available_methods(weights_dir: str | os.PathLike | None = None) -> list[MethodInfo]:
     """Classical methods first, then each model whose weights are present and intact, with its scales."""
-    methods = [MethodInfo(name, CLASSICAL_LABELS[name], desc, "classical", SUPPORTED_SCALES)
-               for name, desc in CLASSICAL_METHODS.items()]
+    methods = [
+        MethodInfo(name, CLASSICAL_LABELS[name], desc, "classical", SUPPORTED_SCALES)
+        for name, desc in CLASSICAL_METHODS.items()
+    ]
     directory = Path(weights_dir or default_weights_dir())
     try:
         manifest = read_manifest(directory)
@@ -136,8 +146,16 @@ def available_methods(weights_dir: str | os.PathLike | None = None) -> list[Meth
             meta.setdefault(entry["name"], entry)
     for name, variants in grouped.items():
         entry = meta[name]
-        methods.append(MethodInfo(name, entry.get("label", name), entry.get("description", ""), "model",
-                                  tuple(sorted(variants)), variants))
+        methods.append(
+            MethodInfo(
+                name,
+                entry.get("label", name),
+                entry.get("description", ""),
+                "model",
+                tuple(sorted(variants)),
+                variants,
+            )
+        )
     return methods
 
 
@@ -153,10 +171,13 @@ def get_method(name: str, weights_dir: str | os.PathLike | None = None) -> Metho
             scale = int(config["scale"])
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise WeightsError(f"{path / CONFIG_NAME} is not a valid model config: {exc}") from exc
-        weights = ModelWeights(path=path, config=config, sha256=None)
+        stamp = max((f.stat().st_mtime_ns for f in path.iterdir() if f.is_file()), default=0)
+        weights = ModelWeights(path=path, config=config, mtime_ns=stamp)
         return MethodInfo(str(path), path.name, f"model from {path}", "model", (scale,), {scale: weights})
     names = ", ".join(m.name for m in available_methods(weights_dir))
-    raise UnknownMethodError(f"Unknown method '{name}'. Available: {names} (or a folder saved by save_pretrained)")
+    raise UnknownMethodError(
+        f"Unknown method '{name}'. Available: {names} (or a folder saved by save_pretrained)"
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -176,9 +197,16 @@ def load_model(method: MethodInfo, scale: int) -> nn.Module:
     return _load_model_cached(method.variants[scale])
 
 
-def write_manifest_entry(weights_dir: str | os.PathLike, model: nn.Module, *, name: str, label: str | None = None,
-                         description: str = "", dtype: torch.dtype = torch.float32,
-                         extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def write_manifest_entry(
+    weights_dir: str | os.PathLike,
+    model: nn.Module,
+    *,
+    name: str,
+    label: str | None = None,
+    description: str = "",
+    dtype: torch.dtype = torch.float32,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Save a model's weights as ``<name>_x<scale>.safetensors`` in weights_dir and record it in the manifest.
 
     An existing entry with the same name and scale is replaced. Returns the new entry.
@@ -190,14 +218,24 @@ def write_manifest_entry(weights_dir: str | os.PathLike, model: nn.Module, *, na
     config = model.config_dict()  # type: ignore[operator]
     scale = int(config["scale"])
     filename = f"{name}_x{scale}.safetensors"
-    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
     tmp = directory / (filename + ".tmp")
     save_file(state, str(tmp), metadata={"format": "pt", "name": name})
     os.replace(tmp, directory / filename)
-    entry = {"name": name, "label": label or name, "description": description, "scale": scale, "file": filename,
-             "sha256": sha256_file(directory / filename), "dtype": str(dtype).removeprefix("torch."),
-             "config": config, **dict(extra or {})}
+    entry = {
+        "name": name,
+        "label": label or name,
+        "description": description,
+        "scale": scale,
+        "file": filename,
+        "sha256": sha256_file(directory / filename),
+        "dtype": str(dtype).removeprefix("torch."),
+        "config": config,
+        **dict(extra or {}),
+    }
     manifest = read_manifest(directory)
     manifest["models"] = [m for m in manifest["models"] if (m.get("name"), m.get("scale")) != (name, scale)]
     manifest["models"].append(entry)

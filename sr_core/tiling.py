@@ -38,33 +38,57 @@ def plan_tiles(height: int, width: int, tile_size: int, overlap: int) -> list[Ti
     for y0 in range(0, height, tile_size):
         for x0 in range(0, width, tile_size):
             y1, x1 = min(y0 + tile_size, height), min(x0 + tile_size, width)
-            tiles.append(Tile(y0, x0, y1, x1, min(overlap, y0), min(overlap, x0),
-                              min(overlap, height - y1), min(overlap, width - x1)))
+            tiles.append(
+                Tile(
+                    y0,
+                    x0,
+                    y1,
+                    x1,
+                    min(overlap, y0),
+                    min(overlap, x0),
+                    min(overlap, height - y1),
+                    min(overlap, width - x1),
+                )
+            )
     return tiles
 
 
-def iter_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int, tile_size: int,
-               overlap: int, progress: ProgressCallback | None = None) -> Iterator[tuple[Tile, torch.Tensor]]:
+def iter_tiled(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    scale: int,
+    tile_size: int,
+    overlap: int,
+    progress: ProgressCallback | None = None,
+) -> Iterator[tuple[Tile, torch.Tensor]]:
     """Yield (tile, output for the tile's kept region) for a (1, C, H, W) input, calling progress per tile."""
     _, _, height, width = x.shape
     tiles = plan_tiles(height, width, tile_size, overlap)
     for i, t in enumerate(tiles):
-        window = x[:, :, t.y0 - t.pad_top:t.y1 + t.pad_bottom, t.x0 - t.pad_left:t.x1 + t.pad_right]
+        window = x[:, :, t.y0 - t.pad_top : t.y1 + t.pad_bottom, t.x0 - t.pad_left : t.x1 + t.pad_right]
         out = fn(window)
         h, w = (t.y1 - t.y0) * scale, (t.x1 - t.x0) * scale
         top, left = t.pad_top * scale, t.pad_left * scale
-        yield t, out[:, :, top:top + h, left:left + w]
+        yield t, out[:, :, top : top + h, left : left + w]
         if progress is not None:
             progress(i + 1, len(tiles))
 
 
-def tiled_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int, tile_size: int,
-                  overlap: int, progress: ProgressCallback | None = None) -> torch.Tensor:
+def tiled_forward(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    scale: int,
+    tile_size: int,
+    overlap: int,
+    progress: ProgressCallback | None = None,
+) -> torch.Tensor:
     """Whole output (1, C_out, H*scale, W*scale) as float32 on CPU, assembled from tiles."""
     out: torch.Tensor | None = None
     for t, piece in iter_tiled(fn, x, scale, tile_size, overlap, progress):
         if out is None:
-            out = torch.empty((1, piece.shape[1], x.shape[2] * scale, x.shape[3] * scale), dtype=torch.float32)
-        out[:, :, t.y0 * scale:t.y1 * scale, t.x0 * scale:t.x1 * scale] = piece.float().cpu()
+            out = torch.empty(
+                (1, piece.shape[1], x.shape[2] * scale, x.shape[3] * scale), dtype=torch.float32
+            )
+        out[:, :, t.y0 * scale : t.y1 * scale, t.x0 * scale : t.x1 * scale] = piece.float().cpu()
     assert out is not None
     return out

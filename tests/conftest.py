@@ -43,8 +43,13 @@ def weights_dir(tmp_path, tiny_srresnet):
 
     directory = tmp_path / "weights"
     for scale in (2, 4):
-        write_manifest_entry(directory, tiny_srresnet(scale=scale), name="srresnet", label="SRResNet",
-                             description="tiny test model")
+        write_manifest_entry(
+            directory,
+            tiny_srresnet(scale=scale),
+            name="srresnet",
+            label="SRResNet",
+            description="tiny test model",
+        )
     return directory
 
 

@@ -62,7 +62,13 @@ def test_save_and_load_pretrained_roundtrip(tmp_path, tiny_srresnet):
     model.save_pretrained(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
     config = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert config == {"architecture": "SRResNet", "scale": 2, "num_blocks": 2, "channels": 8, "in_channels": 3}
+    assert config == {
+        "architecture": "SRResNet",
+        "scale": 2,
+        "num_blocks": 2,
+        "channels": 8,
+        "in_channels": 3,
+    }
     loaded = SRResNet.from_pretrained(tmp_path / "m")
     x = torch.rand(1, 3, 9, 11)
     with torch.no_grad():

@@ -39,6 +39,14 @@ def load_pretrained(name_or_path: str | os.PathLike, **kwargs) -> nn.Module:
 
 
 __all__ = [
-    "ARCHITECTURES", "CONFIG_NAME", "WEIGHTS_NAME", "Discriminator", "DiscriminatorConfig", "PretrainedMixin",
-    "SRResNet", "SRResNetConfig", "build_model", "load_pretrained",
+    "ARCHITECTURES",
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "Discriminator",
+    "DiscriminatorConfig",
+    "PretrainedMixin",
+    "SRResNet",
+    "SRResNetConfig",
+    "build_model",
+    "load_pretrained",
 ]

@@ -44,8 +44,16 @@ class Discriminator(PretrainedMixin, nn.Module):
         super().__init__()
         self.config = config if config is not None else DiscriminatorConfig(**kwargs)
         c = self.config
-        widths = [c.channels, c.channels, 2 * c.channels, 2 * c.channels, 4 * c.channels, 4 * c.channels,
-                  8 * c.channels, 8 * c.channels]
+        widths = [
+            c.channels,
+            c.channels,
+            2 * c.channels,
+            2 * c.channels,
+            4 * c.channels,
+            4 * c.channels,
+            8 * c.channels,
+            8 * c.channels,
+        ]
         layers: list[nn.Module] = []
         c_in = c.in_channels
         for i, width in enumerate(widths):

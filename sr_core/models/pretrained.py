@@ -59,8 +59,13 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: st
     model.load_state_dict(state, strict=True)
 
 
-def _resolve(name_or_path: str | os.PathLike, filename: str, revision: str | None, token: str | None,
-             local_files_only: bool) -> Path:
+def _resolve(
+    name_or_path: str | os.PathLike,
+    filename: str,
+    revision: str | None,
+    token: str | None,
+    local_files_only: bool,
+) -> Path:
     path = Path(name_or_path)
     if path.is_dir():
         found = path / filename
@@ -69,7 +74,9 @@ def _resolve(name_or_path: str | os.PathLike, filename: str, revision: str | Non
         return found
     name = str(name_or_path)
     if path.exists() or name.count("/") != 1 or name.startswith((".", "/")):
-        raise WeightsError(f"'{name}' is neither a folder written by save_pretrained() nor a hub id 'user/name'")
+        raise WeightsError(
+            f"'{name}' is neither a folder written by save_pretrained() nor a hub id 'user/name'"
+        )
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -79,8 +86,9 @@ def _resolve(name_or_path: str | os.PathLike, filename: str, revision: str | Non
     )
 
     try:
-        return Path(hf_hub_download(name, filename, revision=revision, token=token,
-                                    local_files_only=local_files_only))
+        return Path(
+            hf_hub_download(name, filename, revision=revision, token=token, local_files_only=local_files_only)
+        )
     except LocalEntryNotFoundError as exc:
         raise OfflineError(_offline_message(name, "not in the local cache and no connection")) from exc
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
@@ -99,13 +107,20 @@ class PretrainedMixin:
     def config_dict(self) -> dict[str, Any]:
         return {"architecture": self.architecture, **dataclasses.asdict(self.config)}
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *, dtype: torch.dtype | None = None,
-                        metadata: dict[str, str] | None = None) -> Path:
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        dtype: torch.dtype | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Path:
         """Write config.json and model.safetensors into save_directory, each atomically."""
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-                 for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
+        state = {
+            k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+            for k, v in self.state_dict().items()
+        }  # type: ignore[attr-defined]
         with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
             tmp_path = Path(tmp.name)
         try:
@@ -135,8 +150,14 @@ class PretrainedMixin:
             raise WeightsError(f"Invalid {cls.architecture} config {config}: {exc}") from exc
 
     @classmethod
-    def from_pretrained(cls: type[T], name_or_path: str | os.PathLike, *, revision: str | None = None,
-                        token: str | None = None, local_files_only: bool = False) -> T:
+    def from_pretrained(
+        cls: type[T],
+        name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        token: str | None = None,
+        local_files_only: bool = False,
+    ) -> T:
         """Load from a save_pretrained() folder or a hub id 'user/name'; returns the model in eval mode."""
         config_path = _resolve(name_or_path, CONFIG_NAME, revision, token, local_files_only)
         try:
@@ -149,8 +170,14 @@ class PretrainedMixin:
         model.eval()  # type: ignore[attr-defined]
         return model
 
-    def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool | None = None,
-                    commit_message: str = "Upload SR Studio model") -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        token: str | None = None,
+        private: bool | None = None,
+        commit_message: str = "Upload SR Studio model",
+    ) -> str:
         """Upload config + weights to a hub model repo (created if needed); returns the commit URL."""
         from huggingface_hub import HfApi
 
@@ -161,5 +188,7 @@ class PretrainedMixin:
                 api.create_repo(repo_id, private=private, exist_ok=True)
                 info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
             except OSError as exc:
-                raise OfflineError(f"Could not upload to the Hugging Face Hub repo '{repo_id}': {exc}") from exc
+                raise OfflineError(
+                    f"Could not upload to the Hugging Face Hub repo '{repo_id}': {exc}"
+                ) from exc
         return str(info)

@@ -1,0 +1,145 @@
+"""``python app.py``: parse the options, build the demo and serve it until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .handlers import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, AppConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The launcher's options; host and port default to GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when set."""
+    parser = argparse.ArgumentParser(prog="app.py", description="SR Studio: image super-resolution demo (Gradio).")
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST,
+        help="address to listen on (default: %(default)s; 0.0.0.0 for every interface)",
+    )
+    parser.add_argument(
+        "--port",
+        type=_positive_int,
+        default=int(os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT),
+        help="port to listen on (default: %(default)s)",
+    )
+    parser.add_argument("--share", action="store_true", help="also ask Gradio for a public share link")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where models run (default: auto = CUDA when available)",
+    )
+    parser.add_argument(
+        "--weights-dir", default=None, help="folder with manifest.json and model weights (default: sr_core/weights)"
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help="largest upload accepted, in pixels (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-output-pixels",
+        type=_positive_int,
+        default=DEFAULT_MAX_OUTPUT_PIXELS,
+        help="largest result produced, in pixels (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-file-size",
+        default=DEFAULT_MAX_FILE_SIZE,
+        help="largest upload accepted, e.g. 20mb (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=1,
+        help="upscale/compare requests run at once; others wait in the queue (default: 1)",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=_positive_int,
+        default=32,
+        help="requests that may wait in the queue (default: %(default)s)",
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> AppConfig:
+    """The AppConfig the parsed options describe."""
+    return AppConfig(
+        device=args.device,
+        weights_dir=args.weights_dir,
+        max_pixels=args.max_pixels,
+        max_output_pixels=args.max_output_pixels,
+        max_file_size=args.max_file_size,
+        concurrency_limit=args.concurrency,
+        queue_size=args.queue_size,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the app; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("sr_app", "sr_core"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    import sr_core
+
+    try:
+        sr_core.resolve_device(args.device)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from .ui import build_demo, load_extra_tabs
+
+    demo = build_demo(config_from_args(args), extra_tabs=load_extra_tabs())
+    chatter = io.StringIO()  # Gradio prints a multi-line notice when no share link can be made; we say it in one.
+    try:
+        with contextlib.redirect_stdout(chatter):
+            _, local_url, share_url = demo.launch(
+                server_name=args.host,
+                server_port=args.port,
+                share=args.share,
+                max_file_size=args.max_file_size,
+                prevent_thread_lock=True,
+                quiet=True,
+                footer_links=["api", "gradio"],
+            )
+    except OSError as exc:
+        print(f"error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        logger.debug("Gradio said during launch: %s", chatter.getvalue())
+    print(f"SR Studio is running at {local_url}  (Ctrl+C to stop)", flush=True)
+    if args.share:
+        if share_url:
+            print(f"Public share link: {share_url}", flush=True)
+        else:
+            print(f"No share link could be created (offline?); still serving locally at {local_url}", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
+    return 0

@@ -81,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=32,
         help="requests that may wait in the queue (default: %(default)s)",
     )
+    parser.add_argument(
+        "--ratings-db",
+        default=None,
+        help="SQLite file for the Rate tab's scores (default: $SR_STUDIO_RATINGS_DB or ./ratings.db)",
+    )
+    parser.add_argument(
+        "--rating-images",
+        default=None,
+        help="folder of high-resolution test images for the Rate tab (default: examples/)",
+    )
     return parser
 
 
@@ -94,6 +104,8 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
         max_file_size=args.max_file_size,
         concurrency_limit=args.concurrency,
         queue_size=args.queue_size,
+        ratings_db=args.ratings_db,
+        rating_images=args.rating_images,
     )
 
 

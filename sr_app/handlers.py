@@ -52,6 +52,8 @@ class AppConfig:
     concurrency_limit: int = 1
     queue_size: int = 32
     output_dir: str | None = None
+    ratings_db: str | None = None
+    rating_images: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_pixels < 1 or self.max_output_pixels < 1:

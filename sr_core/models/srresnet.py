@@ -75,6 +75,8 @@ class SRResNet(PretrainedMixin, nn.Module):
         self.trunk_bn = nn.BatchNorm2d(c.channels)
         self.upsampler = nn.Sequential(*(UpsampleStage(c.channels) for _ in range(int(math.log2(c.scale)))))
         self.exit = nn.Conv2d(c.channels, c.in_channels, 9, padding=4)
+        for block in self.trunk:
+            nn.init.zeros_(block.bn2.weight)  # residual blocks start as identities: faster, stabler early training
 
     @property
     def scale(self) -> int:

@@ -1,0 +1,195 @@
+"""Score an upscaling method on a set of HR images: PSNR and SSIM per image and on average, next to bicubic.
+
+The conventions are the SR literature's: each HR image is mod-cropped to a multiple of the scale, its LR input
+is made by :func:`sr_core.classical.downscale` (PIL's antialiased bicubic), the output is rounded to 8 bit,
+and PSNR/SSIM are computed on the BT.601 Y channel with ``scale`` pixels of border removed
+(:mod:`sr_core.metrics`). This module is the one implementation of "score a method on a folder": the CLI
+``python -m sr_core.evaluate`` and the trainer's validation both call :func:`evaluate`.
+
+    python -m sr_core.evaluate --method outputs/srresnet_x4/best --scale 4 --data ../shared/data/val --json r.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .classical import downscale, mod_crop
+from .data import DIV2K_HUB_FILES, DIV2K_HUB_ID, ImageList, iter_validation, rgb_uint8
+from .errors import SRError
+from .metrics import psnr, ssim
+from .pipeline import upscale
+
+UpscaleFn = Callable[[Image.Image], Image.Image]
+ProgressCallback = Callable[[int, int], None]
+METRICS = ("psnr", "ssim")
+
+
+def _method_fn(method: str | os.PathLike | UpscaleFn, scale: int, device: str, precision: str) -> tuple[str, UpscaleFn]:
+    if callable(method):
+        return getattr(method, "__name__", "model"), method
+    name = os.fspath(method)
+
+    def run(lr: Image.Image) -> Image.Image:
+        return upscale(lr, method=name, scale=scale, device=device, precision=precision)
+
+    return name, run
+
+
+def score_image(
+    name: str,
+    hr: Image.Image,
+    method: UpscaleFn,
+    scale: int,
+    *,
+    baseline: UpscaleFn | None = None,
+    y_channel: bool = True,
+) -> dict[str, Any]:
+    """One table row: ``{"name", "psnr", "ssim"}`` plus ``bicubic_psnr``/``bicubic_ssim`` with a baseline."""
+    hr = mod_crop(hr, scale)
+    lr = downscale(hr, scale)
+    target = rgb_uint8(hr)
+    row: dict[str, Any] = {"name": name, "width": hr.width, "height": hr.height}
+    for prefix, fn in (("", method), ("bicubic_", baseline)):
+        if fn is None:
+            continue
+        out = fn(lr)
+        if out.size != hr.size:
+            raise SRError(
+                f"{name}: the method returned {out.width}x{out.height} for a "
+                f"{lr.width}x{lr.height} input at x{scale}; expected {hr.width}x{hr.height}"
+            )
+        sr = rgb_uint8(out)
+        row[f"{prefix}psnr"] = psnr(sr, target, crop_border=scale, y_channel=y_channel)
+        row[f"{prefix}ssim"] = ssim(sr, target, crop_border=scale, y_channel=y_channel)
+    return row
+
+
+def summarize(rows: Sequence[dict[str, Any]], *, method: str, scale: int, y_channel: bool = True) -> dict[str, Any]:
+    """Sorted rows plus their means and a statement of the convention used."""
+    rows = sorted(rows, key=lambda r: r["name"])
+    keys = [k for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim") if rows and k in rows[0]]
+    mean = {k: float(sum(r[k] for r in rows) / len(rows)) for k in keys} if rows else {}
+    channel = "Y channel (BT.601, MATLAB rgb2ycbcr)" if y_channel else "RGB"
+    return {
+        "method": method,
+        "scale": scale,
+        "num_images": len(rows),
+        "convention": f"PSNR (dB) and SSIM on the {channel}, {scale}-pixel border cropped, output rounded to "
+        f"8 bit; HR mod-cropped to a multiple of {scale}, LR by PIL bicubic downscaling",
+        "images": list(rows),
+        "mean": mean,
+    }
+
+
+def _as_pairs(
+    data: Any, *, center_crop: int, max_images: int, cache_dir: str | os.PathLike | None
+) -> tuple[Iterable[tuple[str, Image.Image]], int | None]:
+    if isinstance(data, (str, os.PathLike)):
+        files = DIV2K_HUB_FILES if os.fspath(data) == DIV2K_HUB_ID else None
+        data = ImageList.from_source(data, split="validation", data_files=files, cache_dir=cache_dir)
+    if isinstance(data, ImageList):
+        total = len(data) if max_images <= 0 else min(max_images, len(data))
+        return iter_validation(data, center_crop_size=center_crop, max_images=max_images), total
+    return data, None
+
+
+def evaluate(
+    method: str | os.PathLike | UpscaleFn,
+    scale: int,
+    data: Any,
+    *,
+    baseline: str | None = "bicubic",
+    center_crop: int = 0,
+    max_images: int = 0,
+    device: str = "auto",
+    precision: str = "fp32",
+    y_channel: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Score ``method`` (a method name, a save_pretrained() folder, or a callable PIL LR -> PIL SR) at ``scale``.
+
+    ``data`` is a folder of HR images, an :class:`~sr_core.data.ImageList`, or an iterable of (name, PIL image).
+    ``center_crop`` > 0 scores the central crop of that size; ``max_images`` > 0 scores the first images only.
+    Returns :func:`summarize`'s dict (per-image rows under "images", averages under "mean").
+    """
+    label, fn = _method_fn(method, scale, device, precision)
+    base = _method_fn(baseline, scale, device, precision)[1] if baseline else None
+    pairs, total = _as_pairs(data, center_crop=center_crop, max_images=max_images, cache_dir=cache_dir)
+    rows = []
+    for i, (name, hr) in enumerate(pairs):
+        rows.append(score_image(name, hr, fn, scale, baseline=base, y_channel=y_channel))
+        if progress is not None:
+            progress(i + 1, total or i + 1)
+    if not rows and total is not None:
+        raise SRError(f"No images to evaluate in {data}")
+    return summarize(rows, method=label, scale=scale, y_channel=y_channel)
+
+
+def _fmt(value: float, digits: int) -> str:
+    return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+
+
+def format_markdown(result: dict[str, Any]) -> str:
+    """The result as a markdown table (one row per image, then the mean) followed by the convention."""
+    with_base = "bicubic_psnr" in result["mean"]
+    name = Path(result["method"]).name or result["method"]
+    header = ["image"] + (["bicubic PSNR", "bicubic SSIM"] if with_base else []) + [f"{name} PSNR", f"{name} SSIM"]
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        keys = (["bicubic_psnr", "bicubic_ssim"] if with_base else []) + ["psnr", "ssim"]
+        return [_fmt(row[k], 2 if k.endswith("psnr") else 4) for k in keys]
+
+    for row in result["images"]:
+        lines.append("| " + " | ".join([row["name"], *cells(row)]) + " |")
+    lines.append("| " + " | ".join([f"**mean ({result['num_images']})**", *cells(result["mean"])]) + " |")
+    return "\n".join(lines) + f"\n\nx{result['scale']}. {result['convention']}.\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sr_core.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--method", required=True, help="method name (see sr-upscale --list) or model folder")
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--data", required=True, help="folder of HR images (or a hub dataset id)")
+    parser.add_argument("--json", type=Path, help="also write the full result as JSON here")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--precision", default="fp32", help="fp32 (default, exact scores), bf16 or fp16")
+    parser.add_argument("--center-crop", type=int, default=0, help="score only a central crop of this size")
+    parser.add_argument("--max-images", type=int, default=0, help="score only the first N images")
+    parser.add_argument("--rgb", action="store_true", help="score on RGB instead of the Y channel")
+    parser.add_argument("--no-baseline", action="store_true", help="do not score bicubic alongside")
+    args = parser.parse_args(argv)
+    try:
+        result = evaluate(
+            args.method,
+            args.scale,
+            args.data,
+            baseline=None if args.no_baseline else "bicubic",
+            center_crop=args.center_crop,
+            max_images=args.max_images,
+            device=args.device,
+            precision=args.precision,
+            y_channel=not args.rgb,
+        )
+    except (SRError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_markdown(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""The trainer end to end on a tiny generated image folder with a tiny generator (CPU, seconds per run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from train.checkpoint import MARKER, find_checkpoint
+from train.config import ConfigError, load_config
+from train.ema import EMA
+from train.train import EXIT_CONFIG, EXIT_DIVERGED, EXIT_OK, Trainer, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def smooth_image(rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    """A random smooth RGB image: a few low-frequency sinusoids per channel."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64) / size
+    channels = []
+    for _ in range(3):
+        value = np.full((size, size), 0.5)
+        for _ in range(3):
+            fx, fy, phase = rng.uniform(0.5, 3, 2).tolist() + [rng.uniform(0, 2 * np.pi)]
+            value += rng.uniform(0.05, 0.15) * np.sin(2 * np.pi * (fx * x + fy * y) + phase)
+        channels.append(value)
+    return (np.clip(np.stack(channels, axis=2), 0, 1) * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def image_folders(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("val", 2)):
+        (root / split).mkdir()
+        for i in range(count):
+            Image.fromarray(smooth_image(rng)).save(root / split / f"img{i}.png")
+    return root / "train", root / "val"
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def tiny_args(folders: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
+    train_dir, val_dir = folders
+    return [
+        "--config", str(ROOT / "train/configs/srresnet_x4.yaml"),
+        f"output_dir={out}", f"data.train_dir={train_dir}", f"data.val_dir={val_dir}",
+        f"data.cache_dir={out.parent / 'hf-cache'}", "data.patch_size=32", "data.batch_size=2",
+        "data.num_workers=0", "model.num_blocks=1", "model.channels=8", "model.d_channels=8",
+        "log_with=none", "log_every=1", "validate_every=2", "checkpoint_every=2", *extra,
+    ]  # fmt: skip
+
+
+def run(folders, out: Path, *extra: str) -> int:
+    try:
+        return main(tiny_args(folders, out, *extra))
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+
+
+def train_records(out: Path) -> list[dict]:
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return [r for r in records if "loss" in r]
+
+
+def srgan_args(stage1: Path, *extra: str) -> list[str]:
+    return ["train.stage=srgan", f"train.init_from={stage1 / 'best'}", "loss.pixel_weight=1",
+            "loss.adversarial_weight=0.001", *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stage1_run(image_folders, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("stage1") / "run"
+    assert run(image_folders, out, "train.steps=4", "data.num_workers=1") == EXIT_OK
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    return out
+
+
+# --------------------------------------------------------------------------------------------- config
+
+
+def test_config_files_load_and_x2_variants():
+    for name, scale, stage in (("srresnet_x4", 4, "srresnet"), ("srresnet_x2", 2, "srresnet"),
+                               ("srgan_x4", 4, "srgan"), ("srgan_x2", 2, "srgan")):  # fmt: skip
+        config = load_config(ROOT / "train/configs" / f"{name}.yaml")
+        assert (config.model.scale, config.train.stage) == (scale, stage)
+        assert config.output_dir == f"outputs/{name}"
+    gan = load_config(ROOT / "train/configs/srgan_x4.yaml")
+    assert gan.train.init_from == "outputs/srresnet_x4/best"
+    assert gan.loss.vgg_feature_scale == pytest.approx(1 / 12.75)
+
+
+def test_overrides_are_typed():
+    config = load_config(None, ["train.steps=1000", "train.lr=2e-4", "train.milestones=[10, 20]",
+                                "data.train_dir=/x", "data.val_dir=null", "validate_every=0"])  # fmt: skip
+    assert config.train.steps == 1000 and isinstance(config.train.steps, int)
+    assert config.train.lr == 2e-4 and config.train.milestones == [10, 20]
+    assert config.data.train_dir == "/x" and config.data.val_dir is None
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.stepz=5", "train.stepz"),
+        ("bogus=1", "bogus"),
+        ("train.steps=abc", "train.steps"),
+        ("train.steps=0", "train.steps"),
+        ("train.stage=esrgan", "train.stage"),
+        ("loss.pixel=huber", "loss.pixel"),
+        ("mixed_precision=fp8", "mixed_precision"),
+        ("data.patch_size=30", "data.patch_size"),
+        ("train.betas=[0.9]", "train.betas"),
+        ("train.ema_decay=1.5", "train.ema_decay"),
+        ("train.steps", "train.steps"),
+    ],
+)
+def test_bad_override_is_rejected_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=rf"{key.replace('.', '[.]')}"):
+        load_config(ROOT / "train/configs/srresnet_x4.yaml", [override])
+
+
+def test_bad_yaml_key_is_rejected(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  patch_size: 48\n  patch_sise: 96\n")
+    with pytest.raises(ConfigError, match="data.patch_sise: unknown key"):
+        load_config(bad)
+    assert main(["--config", str(bad)]) == EXIT_CONFIG
+    assert "data.patch_sise" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------- stage 1
+
+
+def test_stage1_end_to_end(stage1_run, image_folders):
+    import sr_core
+    from sr_core.evaluate import evaluate
+    from sr_core.models import SRResNet, load_pretrained
+
+    out = stage1_run
+    records = train_records(out)
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["loss"]) and r["loss"] == r["pixel"] for r in records)
+    vals = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if "val_psnr" in x]
+    assert [v["step"] for v in vals] == [2, 4]
+    for name in ("best", "last"):
+        model = load_pretrained(out / name)
+        assert isinstance(model, SRResNet) and model.config.num_blocks == 1 and model.scale == 4
+    info = json.loads((out / "last/training.json").read_text())
+    assert info["step"] == 4 and info["val"]["step"] == 4
+    best = json.loads((out / "best/training.json").read_text())
+    assert best["step"] == best["best_step"] and best["val"]["psnr"] == pytest.approx(best["best_psnr"])
+    assert json.loads((out / "checkpoints/last" / MARKER).read_text())["step"] == 4
+    lr = Image.new("RGB", (10, 7), (120, 30, 200))
+    assert sr_core.upscale(lr, method=str(out / "best"), scale=4).size == (40, 28)
+    # The exported model scores the same through sr_core.evaluate as during validation.
+    result = evaluate(str(out / "last"), 4, image_folders[1])
+    assert result["mean"]["psnr"] == pytest.approx(info["val"]["psnr"], abs=0.02)
+    assert load_config(out / "config.yaml").train.steps == 4
+
+
+def test_resume_continues_exactly(image_folders, tmp_path):
+    extra = ["train.schedule=multistep", "train.milestones=[4]", "train.gamma=0.5", "train.ema_decay=0.9",
+             "train.lr=1e-3"]  # fmt: skip
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert run(image_folders, whole, "train.steps=6", *extra) == EXIT_OK
+    assert run(image_folders, parts, "train.steps=3", *extra) == EXIT_OK
+    assert run(image_folders, parts, "train.steps=6", "--resume", *extra) == EXIT_OK
+    a, b = train_records(whole), train_records(parts)
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    assert a == b  # losses and learning rates, float for float
+    assert [r["lr"] for r in a] == pytest.approx([1e-3] * 4 + [5e-4] * 2)
+    for rel in ("last/model.safetensors", "checkpoints/last/model.safetensors"):
+        wa, wb = load_file(whole / rel), load_file(parts / rel)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    ema_a = torch.load(whole / "checkpoints/last/custom_checkpoint_1.pkl", weights_only=False)
+    ema_b = torch.load(parts / "checkpoints/last/custom_checkpoint_1.pkl", weights_only=False)
+    assert all(torch.equal(ema_a["shadow"][k], ema_b["shadow"][k]) for k in ema_a["shadow"])
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(image_folders, tmp_path, capsys):
+    out = tmp_path / "run"
+    # Step 1 is computed with sane initial weights; its absurd update makes step 2 overflow.
+    code = run(image_folders, out, "train.steps=4", "train.lr=1e30", "checkpoint_every=1", "validate_every=0")
+    assert code == EXIT_DIVERGED
+    message = capsys.readouterr().out
+    assert "NaN or infinite at step 2" in message and str(out / "checkpoints" / "last") in message
+    assert json.loads((out / "checkpoints/last" / MARKER).read_text())["step"] == 1
+    assert json.loads((out / "last/training.json").read_text())["step"] == 1
+    assert [r["step"] for r in train_records(out)] == [1]
+
+
+def test_killed_during_save_leaves_a_loadable_last(image_folders, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert run(image_folders, out, "train.steps=2") == EXIT_OK
+    before = load_file(out / "checkpoints/last/model.safetensors")
+    original = Accelerator.save_state
+
+    def dies_half_way(self, output_dir=None, **kwargs):
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / "model.safetensors").write_bytes(b"\x00" * 10)
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(Accelerator, "save_state", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        run(image_folders, out, "train.steps=4", "--resume")
+    monkeypatch.setattr(Accelerator, "save_state", original)
+    assert find_checkpoint(out) == out / "checkpoints/last"
+    assert json.loads((out / "checkpoints/last" / MARKER).read_text())["step"] == 2
+    after = load_file(out / "checkpoints/last/model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # Killed between the two renames of the swap: only "prev" is left, and it is used.
+    os.replace(out / "checkpoints/last", out / "checkpoints/prev")
+    assert find_checkpoint(out) == out / "checkpoints/prev"
+    assert run(image_folders, out, "train.steps=4", "--resume") == EXIT_OK
+    assert json.loads((out / "checkpoints/last" / MARKER).read_text())["step"] == 4
+    assert not list((out / "checkpoints").glob(".tmp-*")) and not (out / "checkpoints/prev").exists()
+
+
+# --------------------------------------------------------------------------------------------- stage 2
+
+
+def test_srgan_without_content_loss(stage1_run, image_folders, tmp_path):
+    out = tmp_path / "gan"
+    assert run(image_folders, out, *srgan_args(stage1_run, "loss.content_weight=0", "train.steps=2")) == EXIT_OK
+    records = train_records(out)
+    assert len(records) == 2
+    for r in records:
+        assert 0 < r["d_hr"] < 1 and 0 < r["d_sr"] < 1 and r["d_loss"] > 0 and r["content"] == 0
+        assert r["loss"] == pytest.approx(r["pixel"] + 0.001 * r["adversarial"], rel=1e-5)
+    names = {p.name for p in (out / "checkpoints/last").iterdir()}
+    assert {"model.safetensors", "model_1.safetensors", "optimizer.bin", "optimizer_1.bin"} <= names
+    assert load_file(out / "checkpoints/last/model_1.safetensors")["head.3.weight"].shape == (1, 1024)
+
+
+@pytest.fixture(scope="module")
+def random_vgg_file(tmp_path_factory) -> Path:
+    from torchvision.models import vgg19
+
+    torch.manual_seed(3)
+    path = tmp_path_factory.mktemp("vgg") / "vgg19-random.safetensors"
+    save_file({f"features.{k}": v for k, v in vgg19(weights=None).features.state_dict().items()}, str(path))
+    return path
+
+
+def test_srgan_with_vgg_content_loss(stage1_run, image_folders, tmp_path, random_vgg_file):
+    out = tmp_path / "gan"
+    args = srgan_args(stage1_run, "loss.content_weight=1", f"loss.vgg_weights={random_vgg_file}", "train.steps=2")
+    assert run(image_folders, out, *args) == EXIT_OK
+    for r in train_records(out):
+        assert r["content"] > 0
+        assert r["loss"] == pytest.approx(r["pixel"] + r["content"] + 0.001 * r["adversarial"], rel=1e-5)
+
+
+def test_content_loss_gradient_reaches_the_generator(stage1_run, random_vgg_file):
+    config = load_config(None, ["train.stage=srgan", f"train.init_from={stage1_run / 'best'}", "data.train_dir=x",
+                                "validate_every=0", "loss.pixel_weight=0", "loss.adversarial_weight=0",
+                                "loss.content_weight=1", f"loss.vgg_weights={random_vgg_file}", "train.lr=1e-3",
+                                "model.d_channels=8"])  # fmt: skip
+    trainer = Trainer(config, Accelerator(cpu=True))
+    trainer.prepare()
+    before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    rng = np.random.default_rng(1)
+    hr = torch.from_numpy(np.stack([smooth_image(rng, 32).transpose(2, 0, 1) for _ in range(2)]))
+    lr = torch.nn.functional.avg_pool2d(hr.float(), 4).round().to(torch.uint8)
+    values = trainer.step({"lr": lr, "hr": hr})
+    assert values[2] > 0 and values[3] > 0  # content and adversarial are computed...
+    changed = [k for k, v in trainer.generator.named_parameters() if not torch.equal(v.detach(), before[k])]
+    # ...but only the content term has a weight, so its gradient alone moved every generator weight.
+    assert len(changed) == len(list(trainer.generator.parameters()))
+
+
+def test_srgan_stops_at_start_up_without_vgg_weights(stage1_run, image_folders, tmp_path, monkeypatch, capsys):
+    import torchvision.models as tvm
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+
+    def offline(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -2] Name or service not known>")
+
+    monkeypatch.setattr(tvm.VGG19_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
+    out = tmp_path / "gan"
+    assert run(image_folders, out, *srgan_args(stage1_run, "loss.content_weight=1", "train.steps=2")) == EXIT_CONFIG
+    message = capsys.readouterr().out
+    assert "loss.content_weight=0" in message and "vgg19" in message.lower()
+    assert not (out / "checkpoints").exists()
+
+
+def test_ema_moves_towards_the_weights():
+    model = torch.nn.Linear(2, 1)
+    torch.nn.init.zeros_(model.weight)
+    ema = EMA(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)
+    # ema = 0.9 * ema + 0.1 * param (the reversed formula would give 0.9 and track only the live weights).
+    assert torch.allclose(ema.shadow.weight, torch.full((1, 2), 0.1))
+    ema.update(model)
+    assert torch.allclose(ema.shadow.weight, torch.full((1, 2), 0.19))
+
+
+@pytest.mark.slow
+def test_two_process_cpu_run_writes_the_same_checkpoint_format(image_folders, stage1_run, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+           str(ROOT / "train/train.py"), *tiny_args(image_folders, out, "train.steps=4")]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "x 2 process(es)" in proc.stdout
+    single = {p.name for p in (stage1_run / "checkpoints/last").iterdir()}
+    double = {p.name for p in (out / "checkpoints/last").iterdir()}
+    assert double == single | {"random_states_1.pkl"}
+    assert json.loads((out / "checkpoints/last" / MARKER).read_text())["num_processes"] == 2
+    assert [r["step"] for r in train_records(out)] == [1, 2, 3, 4]
+    # Stage 2 under DDP (discriminator forwarded twice per step, the generator step through the unwrapped D).
+    gan = tmp_path / "ddp-gan"
+    cmd[cmd.index(str(ROOT / "train/train.py")) + 1 :] = tiny_args(
+        image_folders, gan, *srgan_args(out, "loss.content_weight=0", "train.steps=2")
+    )
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert {"model_1.safetensors", "random_states_1.pkl"} <= {p.name for p in (gan / "checkpoints/last").iterdir()}
+    assert all(0 < r["d_hr"] < 1 for r in train_records(gan))
+    # A single process can pick the two-process checkpoint up.
+    assert run(image_folders, out, "train.steps=5", "--resume") == EXIT_OK
+    assert json.loads((out / "checkpoints/last" / MARKER).read_text())["step"] == 5

@@ -1,0 +1,561 @@
+"""Train SRResNet (stage 1, pixel loss) or SRGAN (stage 2, pixel + VGG content + adversarial) with Accelerate.
+
+    accelerate launch train/train.py --config train/configs/srresnet_x4.yaml data.train_dir=DIR data.val_dir=DIR
+    accelerate launch train/train.py --config train/configs/srgan_x4.yaml          # starts from stage 1's best
+    accelerate launch train/train.py --config ... --resume                          # continue output_dir's run
+
+Any config key can be overridden as ``section.key=value`` (``train.steps=1000``, ``loss.content_weight=0``);
+``python train/train.py ...`` runs on one device. Outputs in ``output_dir``: ``best/`` and ``last/`` generators
+(``save_pretrained`` folders usable as ``sr_core.upscale(img, method="<output_dir>/best")``, each with a
+``training.json``), ``checkpoints/last`` (full state for ``--resume``), ``config.yaml``, ``log.jsonl`` and
+TensorBoard logs under ``logs/``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: import the repository's packages, not this folder's modules
+    _ROOT = Path(__file__).resolve().parents[1]
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "train"]
+    sys.path.insert(0, str(_ROOT))
+
+import argparse  # noqa: E402
+import bisect  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import shutil  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+from accelerate import Accelerator  # noqa: E402
+from accelerate.utils import ProjectConfiguration, gather_object, set_seed  # noqa: E402
+from PIL import Image  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from sr_core.data import ImageList, PatchDataset, default_subimage_dir, prepare_subimages  # noqa: E402
+from sr_core.errors import OfflineError, SRError  # noqa: E402
+from sr_core.evaluate import evaluate, summarize  # noqa: E402
+from sr_core.inference import prepare_for_inference  # noqa: E402
+from sr_core.io import from_array, to_array  # noqa: E402
+from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss  # noqa: E402
+from sr_core.models import Discriminator, SRResNet, load_pretrained  # noqa: E402
+from sr_core.pipeline import DEFAULT_TILE_SIZE, model_forward_array  # noqa: E402
+from train.checkpoint import find_checkpoint, save_checkpoint, swap_in, write_json_atomic  # noqa: E402
+from train.config import Config, ConfigError, dump_config, load_config  # noqa: E402
+from train.ema import EMA  # noqa: E402
+
+EXIT_OK, EXIT_CONFIG, EXIT_DIVERGED = 0, 2, 3
+TRAINING_INFO = "training.json"
+
+
+class DivergedError(RuntimeError):
+    """A loss became NaN or infinite; the run stops without saving."""
+
+
+@dataclass
+class TrainState:
+    """Counters saved with every checkpoint (registered with ``accelerator.register_for_checkpointing``)."""
+
+    step: int = 0
+    best_psnr: float = -math.inf
+    best_step: int = 0
+    last_val: dict[str, Any] = field(default_factory=dict)
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.best_psnr = float(state["best_psnr"])
+        self.best_step = int(state["best_step"])
+        self.last_val = dict(state.get("last_val", {}))
+
+
+def lr_factor(config: Config) -> Callable[[int], float]:
+    """Multiplier of the base learning rate after ``n`` optimiser steps (warm-up times the schedule)."""
+    t = config.train
+    min_ratio = t.min_lr / t.lr
+
+    def factor(n: int) -> float:
+        warm = min(1.0, (n + 1) / t.warmup_steps) if t.warmup_steps else 1.0
+        if t.schedule == "multistep":
+            return warm * t.gamma ** bisect.bisect_right(t.milestones, n)
+        if t.schedule == "cosine":
+            progress = min(n, t.steps) / t.steps
+            return warm * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+        return warm
+
+    return factor
+
+
+def build_generator(config: Config) -> SRResNet:
+    """A fresh SRResNet from ``model.*``, or the one in ``train.init_from`` (a save_pretrained folder)."""
+    m, init = config.model, config.train.init_from
+    if not init:
+        return SRResNet(scale=m.scale, num_blocks=m.num_blocks, channels=m.channels)
+    if not Path(init).is_dir():
+        raise ConfigError(
+            f"train.init_from: {init} is not a folder; train stage 1 first "
+            "(its output_dir/best), or set train.init_from=null"
+        )
+    model = load_pretrained(init)
+    if not isinstance(model, SRResNet):
+        raise ConfigError(f"train.init_from: {init} holds a {type(model).__name__}, not an SRResNet generator")
+    if model.scale != m.scale:
+        raise ConfigError(f"model.scale: {m.scale} but train.init_from={init} is an x{model.scale} model")
+    return model
+
+
+class Trainer:
+    """Models, losses, optimisers and schedulers of one stage, and the training step itself."""
+
+    def __init__(self, config: Config, accelerator: Accelerator) -> None:
+        self.config = config
+        self.accelerator = accelerator
+        t, lo = config.train, config.loss
+        self.gan = t.stage == "srgan"
+        self.content = None
+        if lo.content_weight > 0:
+            try:
+                self.content = VGGContentLoss(
+                    weights=lo.vgg_weights or "imagenet", layer_index=lo.vgg_layer, feature_scale=lo.vgg_feature_scale
+                ).to(accelerator.device)
+            except OfflineError as exc:
+                raise OfflineError(
+                    f"{exc} As trainer overrides: loss.vgg_weights=/path/to/vgg19-dcbb9e9d.pth, or "
+                    "loss.content_weight=0 (with loss.pixel_weight=1 for a pixel + adversarial SRGAN)."
+                ) from exc
+        self.pixel = PixelLoss(lo.pixel)
+        self.adversarial = AdversarialLoss()
+        self.generator: nn.Module = build_generator(config).train()
+        self.optimizer_g = torch.optim.Adam(
+            self.generator.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay
+        )
+        self.scheduler_g = torch.optim.lr_scheduler.LambdaLR(self.optimizer_g, lr_factor(config))
+        self.discriminator: nn.Module | None = None
+        if self.gan:
+            self.discriminator = Discriminator(channels=config.model.d_channels).train()
+            self.optimizer_d = torch.optim.Adam(
+                self.discriminator.parameters(), lr=t.d_lr, betas=tuple(t.betas), weight_decay=t.weight_decay
+            )
+            self.scheduler_d = torch.optim.lr_scheduler.LambdaLR(self.optimizer_d, lr_factor(config))
+        self.terms = ["loss", "pixel", "content"] + (["adversarial", "d_loss", "d_hr", "d_sr"] if self.gan else [])
+        self.ema: EMA | None = None
+        self.baseline_cache: dict[str, dict[str, float]] = {}
+
+    def prepare(self, loader: DataLoader | None = None) -> DataLoader | None:
+        """Hand everything to ``accelerator.prepare`` (device, DDP, mixed precision); set up the EMA copy."""
+        acc = self.accelerator
+        self.generator.to(memory_format=torch.channels_last)  # faster convolutions, bf16 on CPU most of all
+        if self.gan:
+            self.discriminator.to(memory_format=torch.channels_last)
+        objects: list[Any] = [self.generator, self.optimizer_g, self.scheduler_g]
+        if self.gan:
+            objects += [self.discriminator, self.optimizer_d, self.scheduler_d]
+        if loader is not None:
+            objects.append(loader)
+        prepared = acc.prepare(*objects)
+        self.generator, self.optimizer_g, self.scheduler_g = prepared[:3]
+        if self.gan:
+            self.discriminator, self.optimizer_d, self.scheduler_d = prepared[3:6]
+        if self.config.train.ema_decay > 0:
+            self.ema = EMA(acc.unwrap_model(self.generator), self.config.train.ema_decay)
+        return prepared[-1] if loader is not None else None
+
+    def checkpoint_objects(self) -> list[Any]:
+        return [self.ema] if self.ema is not None else []
+
+    def export_model(self) -> nn.Module:
+        """The generator that is validated and exported: the EMA copy when enabled."""
+        return self.ema.shadow if self.ema is not None else self.accelerator.unwrap_model(self.generator)
+
+    def learning_rates(self) -> dict[str, float]:
+        rates = {"lr": self.optimizer_g.param_groups[0]["lr"]}
+        if self.gan:
+            rates["lr_d"] = self.optimizer_d.param_groups[0]["lr"]
+        return rates
+
+    def _generator_loss(
+        self, sr: torch.Tensor, hr: torch.Tensor, fake_logits: torch.Tensor | None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        lo = self.config.loss
+        zero = sr.new_zeros(())
+        pixel = self.pixel(sr, hr)
+        if self.content is not None:
+            with self.accelerator.autocast():
+                content = self.content(sr, hr).float()
+        else:
+            content = zero
+        adversarial = self.adversarial.generator_loss(fake_logits) if fake_logits is not None else zero
+        total = lo.pixel_weight * pixel + lo.content_weight * content + lo.adversarial_weight * adversarial
+        return total, [total, pixel, content] + ([adversarial] if fake_logits is not None else [])
+
+    def _check_finite(self, values: torch.Tensor, losses: int) -> torch.Tensor:
+        """All-process mean of the step's values; raises DivergedError (on every process) if a loss is not finite."""
+        gathered = self.accelerator.gather(values.detach().float()[None]).reshape(-1, values.numel())
+        if not bool(torch.isfinite(gathered[:, :losses]).all()):
+            raise DivergedError(
+                ", ".join(f"{n}={v:.4g}" for n, v in zip(self.terms, gathered.mean(0).tolist(), strict=True))
+            )
+        return gathered.mean(0)
+
+    def _clip(self, model: nn.Module) -> None:
+        if self.config.train.grad_clip > 0:
+            self.accelerator.clip_grad_norm_(model.parameters(), self.config.train.grad_clip)
+
+    def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimisation step on a batch of uint8 ``lr``/``hr`` tensors; returns the mean of ``self.terms``."""
+        acc = self.accelerator
+        lr = batch["lr"].to(acc.device, non_blocking=True).float().div_(255)
+        lr = lr.contiguous(memory_format=torch.channels_last)
+        hr = batch["hr"].to(acc.device, non_blocking=True).float().div_(255)
+        sr = self.generator(lr)
+        if not self.gan:
+            loss, terms = self._generator_loss(sr, hr, None)
+            values = self._check_finite(torch.stack(terms), losses=3)
+            acc.backward(loss)
+            self._clip(self.generator)
+            self.optimizer_g.step()
+            self.scheduler_g.step()
+            self.optimizer_g.zero_grad(set_to_none=True)
+        else:
+            d_plain = acc.unwrap_model(self.discriminator)
+            d_plain.requires_grad_(False)
+            g_loss, terms = self._generator_loss(sr, hr, d_plain(sr))
+            d_plain.requires_grad_(True)
+            real_logits = self.discriminator(hr)
+            fake_logits = self.discriminator(sr.detach())
+            d_loss = self.adversarial.discriminator_loss(real_logits, fake_logits)
+            probs = [
+                torch.sigmoid(real_logits.detach().float()).mean(),
+                torch.sigmoid(fake_logits.detach().float()).mean(),
+            ]
+            values = self._check_finite(torch.stack([*terms, d_loss, *probs]), losses=5)
+            acc.backward(g_loss)
+            self._clip(self.generator)
+            self.optimizer_g.step()
+            self.scheduler_g.step()
+            self.optimizer_g.zero_grad(set_to_none=True)
+            acc.backward(d_loss)
+            self._clip(self.discriminator)
+            self.optimizer_d.step()
+            self.scheduler_d.step()
+            self.optimizer_d.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(acc.unwrap_model(self.generator))
+        return values
+
+
+def _source_key(config: Config, split: str) -> str:
+    d = config.data
+    folder = d.train_dir if split == "train" else d.val_dir
+    return (
+        str(Path(folder).resolve())
+        if folder
+        else f"{d.hub_id}:{d.hub_train_files if split == 'train' else d.hub_val_files}"
+    )
+
+
+def load_images(config: Config, split: str) -> ImageList:
+    """Training or validation images from the configured folder, or from the hub dataset (DIV2K by default)."""
+    d = config.data
+    folder = d.train_dir if split == "train" else d.val_dir
+    if folder:
+        return ImageList.from_source(folder, cache_dir=d.cache_dir)
+    files = {"train": d.hub_train_files, "validation": d.hub_val_files}
+    return ImageList.from_source(d.hub_id, split=split, data_files=files, cache_dir=d.cache_dir)
+
+
+def training_images(config: Config, accelerator: Accelerator) -> ImageList:
+    """The training images, cut into cached sub-images first when ``data.subimage_size`` > 0."""
+    d = config.data
+    images = load_images(config, "train")
+    if d.subimage_size <= 0:
+        return images
+    target = (
+        Path(d.subimage_dir)
+        if d.subimage_dir
+        else default_subimage_dir(_source_key(config, "train"), d.subimage_size, d.subimage_step, d.cache_dir)
+    )
+    if accelerator.is_main_process:
+        bar = tqdm(total=len(images), desc="sub-images", disable=not accelerator.is_main_process)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        prepare_subimages(images, target, size=d.subimage_size, step=d.subimage_step, progress=progress)
+        bar.close()
+    return ImageList.from_source(target, cache_dir=d.cache_dir)
+
+
+def make_upscaler(model: nn.Module, device: torch.device) -> Callable[[Image.Image], Image.Image]:
+    """PIL LR -> PIL SR through the product's inference path (BatchNorm folded, tiled), in float32."""
+    net = prepare_for_inference(model, device, torch.float32)
+    scale = model.scale  # type: ignore[attr-defined]
+
+    def upscaler(lr: Image.Image) -> Image.Image:
+        out = model_forward_array(
+            net, to_array(lr)[..., :3], scale, tile_size=DEFAULT_TILE_SIZE, overlap=net.receptive_radius()
+        )  # type: ignore[operator]
+        return from_array(out, "RGB")
+
+    return upscaler
+
+
+def validate(trainer: Trainer, images: ImageList) -> dict[str, Any]:
+    """PSNR/SSIM of the exported generator on the validation images, split over processes, then gathered.
+
+    The bicubic scores are computed at the first validation and reused afterwards.
+    """
+    acc, d = trainer.accelerator, trainer.config.data
+    count = len(images) if d.val_max_images <= 0 else min(d.val_max_images, len(images))
+    upscaler = make_upscaler(trainer.export_model(), acc.device)
+    scale, cache = trainer.config.model.scale, trainer.baseline_cache
+    with acc.split_between_processes(list(range(count))) as mine:
+        rows = []
+        if mine:
+            rows = evaluate(
+                upscaler,
+                scale,
+                images.subset(mine),
+                center_crop=d.val_center_crop,
+                baseline=None if cache else "bicubic",
+            )["images"]
+        if cache:
+            for row in rows:
+                row.update(cache[row["name"]])
+        else:
+            cache.update({row["name"]: {k: row[k] for k in ("bicubic_psnr", "bicubic_ssim")} for row in rows})
+    return summarize(gather_object(rows), method="validation", scale=scale)
+
+
+def export_generator(model: nn.Module, directory: Path, info: dict[str, Any]) -> None:
+    """save_pretrained into a temporary folder plus ``training.json``, then swap it in as ``directory``."""
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)  # type: ignore[operator]
+    write_json_atomic(tmp / TRAINING_INFO, info)
+    swap_in(tmp, directory)
+
+
+def _append_log(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop records after ``step`` (written by a run that died after its last checkpoint)."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _hparams(config: Config) -> dict[str, Any]:
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.flat().items()}
+
+
+def _val_line(step: int, metrics: dict[str, Any], best: bool) -> str:
+    m = metrics["mean"]
+    return (
+        f"step {step}: val PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f} "
+        f"(bicubic {m['bicubic_psnr']:.2f} / {m['bicubic_ssim']:.4f}, {metrics['num_images']} images)"
+        + (" - new best" if best else "")
+    )
+
+
+def train(config: Config, *, resume: bool = False, resume_from: str | None = None) -> int:
+    """Run (or resume) the configured stage; returns a process exit code (0 ok, 2 bad setup, 3 diverged)."""
+    out = Path(config.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        log_with=None if config.log_with in ("none", "") else config.log_with,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+        step_scheduler_with_optimizer=False,
+    )
+    try:
+        return _run(config, accelerator, resume=resume, resume_from=resume_from)
+    except (SRError, ConfigError) as exc:
+        accelerator.print(f"error: {exc}")
+        return EXIT_CONFIG
+    finally:
+        accelerator.end_training()
+
+
+def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | None) -> int:
+    out = Path(config.output_dir)
+    ckpt_root = out / "checkpoints"
+    t, d = config.train, config.data
+    set_seed(config.seed)
+    if acc.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    trainer = Trainer(config, acc)
+    with acc.main_process_first():
+        train_images = training_images(config, acc)
+        val_images = load_images(config, "validation") if config.validate_every > 0 else None
+    dataset = PatchDataset(
+        train_images,
+        patch_size=d.patch_size,
+        scale=config.model.scale,
+        seed=config.seed,
+        length=t.steps * d.batch_size * acc.num_processes,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=d.batch_size,
+        shuffle=False,
+        drop_last=True,
+        num_workers=d.num_workers,
+        pin_memory=acc.device.type == "cuda",
+        persistent_workers=False,
+    )
+    loader = trainer.prepare(loader)
+    state = TrainState()
+    acc.register_for_checkpointing(state, *trainer.checkpoint_objects())
+
+    log_path = out / "log.jsonl"
+    if resume or resume_from:
+        found = find_checkpoint(resume_from or ckpt_root)
+        if found is None:
+            raise ConfigError(f"--resume: no complete checkpoint in {resume_from or ckpt_root}")
+        acc.load_state(str(found))
+        marker = json.loads((found / "checkpoint.json").read_text())
+        if marker.get("num_processes", acc.num_processes) != acc.num_processes:
+            acc.print(
+                f"warning: checkpoint written by {marker['num_processes']} processes, resuming with "
+                f"{acc.num_processes}: the patch order will differ from an uninterrupted run"
+            )
+        if trainer.scheduler_g.scheduler.base_lrs[0] != t.lr:
+            acc.print(
+                f"note: train.lr={t.lr} differs from the checkpoint's {trainer.scheduler_g.scheduler.base_lrs[0]}; "
+                "a resumed run keeps the checkpoint's optimiser and schedule state"
+            )
+        acc.print(f"resumed from {found} at step {state.step}")
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(dump_config(config))
+        if resume or resume_from:
+            _truncate_log(log_path, state.step)
+        else:
+            log_path.unlink(missing_ok=True)
+    acc.init_trackers(out.name or "sr_training", config=_hparams(config))
+    acc.print(
+        f"stage {t.stage}: x{config.model.scale}, {len(train_images)} training images "
+        f"({dataset.skipped} too small, skipped), batch {d.batch_size} x {acc.num_processes} process(es), "
+        f"{t.steps} steps, device {acc.device}, mixed precision {config.mixed_precision}"
+    )
+    if state.step >= t.steps:
+        acc.print(f"nothing to do: already at step {state.step} of {t.steps}")
+        return EXIT_OK
+
+    def info(kind: str) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "step": state.step,
+            "stage": t.stage,
+            "scale": config.model.scale,
+            "ema_decay": t.ema_decay,
+            "val": state.last_val,
+            "best_step": state.best_step,
+            "best_psnr": state.best_psnr if math.isfinite(state.best_psnr) else None,
+        }
+
+    batches = acc.skip_first_batches(loader, state.step) if state.step else loader
+    bar = tqdm(total=t.steps, initial=state.step, desc=t.stage, dynamic_ncols=True, disable=not acc.is_main_process)
+    running = torch.zeros(len(trainer.terms), device=acc.device)
+    postfix = {"loss": "-", "val_psnr": f"{state.last_val['psnr']:.2f}" if "psnr" in state.last_val else "-"}
+    count = 0
+    for batch in batches:
+        rates = trainer.learning_rates()
+        try:
+            values = trainer.step(batch)
+        except DivergedError as exc:
+            bar.close()
+            last = find_checkpoint(ckpt_root)
+            acc.print(
+                f"error: a loss became NaN or infinite at step {state.step + 1} ({exc}). Stopping without "
+                f"saving; the last good checkpoint is {last or 'none (nothing saved yet)'}. Try a lower "
+                "train.lr, train.grad_clip > 0, or mixed_precision=no, then --resume."
+            )
+            return EXIT_DIVERGED
+        state.step += 1
+        running += values
+        count += 1
+        step = state.step
+        if step % config.log_every == 0 or step == t.steps:
+            record = {"step": step, **dict(zip(trainer.terms, (running / count).tolist(), strict=True)), **rates}
+            running.zero_()
+            count = 0
+            acc.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
+            if acc.is_main_process:
+                _append_log(log_path, record)
+            postfix["loss"] = f"{record['loss']:.4g}"
+            bar.set_postfix(postfix, refresh=False)
+        if config.validate_every and (step % config.validate_every == 0 or step == t.steps):
+            metrics = validate(trainer, val_images)
+            best = metrics["mean"]["psnr"] > state.best_psnr
+            state.last_val = {"step": step, **metrics["mean"]}
+            if best:
+                state.best_psnr, state.best_step = metrics["mean"]["psnr"], step
+            acc.log({f"val/{k}": v for k, v in metrics["mean"].items()}, step=step)
+            if acc.is_main_process:
+                _append_log(log_path, {"step": step, **{f"val_{k}": v for k, v in metrics["mean"].items()}})
+                if best:
+                    export_generator(trainer.export_model(), out / "best", info("best"))
+            if acc.is_main_process:
+                bar.write(_val_line(step, metrics, best))
+            postfix["val_psnr"] = f"{metrics['mean']['psnr']:.2f}"
+            bar.set_postfix(postfix, refresh=False)
+        if step % config.checkpoint_every == 0 or step == t.steps:
+            save_checkpoint(acc, ckpt_root, step, {"stage": t.stage})
+            if acc.is_main_process:
+                export_generator(trainer.export_model(), out / "last", info("last"))
+        bar.update(1)
+        if step >= t.steps:
+            break
+    bar.close()
+    summary = f"done: step {state.step}; generator exported to {out / 'last'}"
+    if state.best_step:
+        summary += f", best (val PSNR {state.best_psnr:.2f} dB at step {state.best_step}) in {out / 'best'}"
+    acc.print(summary)
+    return EXIT_OK
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Config]:
+    parser = argparse.ArgumentParser(
+        prog="train/train.py",
+        description=__doc__.split("\n\n")[0],
+        epilog="Overrides: section.key=value, e.g. train.steps=1000 data.train_dir=../shared/data/train "
+        "loss.content_weight=0 mixed_precision=bf16 (values are read as YAML).",
+    )
+    parser.add_argument("--config", help="YAML file (train/configs/*.yaml); keys not in it keep their defaults")
+    parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/last")
+    parser.add_argument("--resume-from", metavar="DIR", help="continue from this checkpoint (or run) folder")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    args = parser.parse_intermixed_args(argv)
+    config_path = args.config
+    if config_path is None and (args.resume or args.resume_from):
+        outputs = [o.split("=", 1)[1] for o in args.overrides if o.startswith("output_dir=")]
+        run_dir = Path(outputs[-1]) if outputs else (Path(args.resume_from).parent.parent if args.resume_from else None)
+        if run_dir is not None and (run_dir / "config.yaml").is_file():
+            config_path = str(run_dir / "config.yaml")
+    return args, load_config(config_path, args.overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args, config = parse_args(argv)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return train(config, resume=args.resume, resume_from=args.resume_from)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -181,3 +181,30 @@ def ssim(sr: Any, hr: Any, *, crop_border: int = 0, y_channel: bool = True) -> f
     taps = _gaussian_taps()
     scores = [_ssim_plane(a[:, :, c], b[:, :, c], taps) for c in range(a.shape[2])]
     return float(np.mean(scores))
+
+
+def _high_frequency_energy(plane: np.ndarray, cutoff: float) -> float:
+    """Spectral energy above ``cutoff`` (fraction of the Nyquist radius) of a Hann-windowed, mean-free plane."""
+    h, w = plane.shape
+    window = np.outer(np.hanning(h), np.hanning(w))
+    spectrum = np.abs(np.fft.fft2((plane - plane.mean()) * window)) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
+    radius = np.sqrt(fx**2 + fy**2) / 0.5
+    return float(spectrum[radius > cutoff].sum())
+
+
+def high_frequency_ratio(sr: Any, hr: Any, *, cutoff: float = 0.5, crop_border: int = 0,
+                         y_channel: bool = True) -> float:
+    """Energy of ``sr`` above ``cutoff`` x Nyquist divided by that of ``hr`` (1.0 = as much fine detail as HR).
+
+    PSNR rewards blur; this ratio shows how much high-frequency content an upscaler restores (below 1: smoother
+    than the ground truth, above 1: more, e.g. hallucinated texture or noise). Y channel by default.
+    """
+    if not 0.0 < cutoff < math.sqrt(2):
+        raise ValueError(f"cutoff must be in (0, sqrt(2)), got {cutoff}")
+    a, b = _prepare_pair(sr, hr, crop_border, y_channel)
+    sr_energy = sum(_high_frequency_energy(a[:, :, c], cutoff) for c in range(a.shape[2]))
+    hr_energy = sum(_high_frequency_energy(b[:, :, c], cutoff) for c in range(b.shape[2]))
+    if hr_energy == 0.0:
+        raise ValueError("the reference has no energy above the cutoff frequency; the ratio is undefined")
+    return sr_energy / hr_energy

@@ -161,3 +161,31 @@ def _timed(function, *args) -> float:
     start = time.perf_counter()
     function(*args)
     return time.perf_counter() - start
+
+
+def test_high_frequency_ratio_against_known_spectra():
+    from sr_core.metrics import high_frequency_ratio
+
+    y, x = np.mgrid[0:64, 0:64].astype(np.float64)
+    # A cosine at 0.4 cycles/pixel sits at 0.8 of the Nyquist radius: all its energy is above cutoff 0.5, so
+    # scaling its amplitude by a scales the energy by a^2.
+    wave = np.cos(2 * np.pi * 0.4 * x)
+    ref = (128 + 60 * wave).round().astype(np.uint8)
+    half = (128 + 30 * wave).round().astype(np.uint8)
+    assert high_frequency_ratio(ref, ref) == 1.0
+    assert abs(high_frequency_ratio(half, ref) - 0.25) < 0.01
+    # A low-frequency wave has (almost) no energy above the cutoff.
+    low = (128 + 60 * np.cos(2 * np.pi * 0.05 * x)).round().astype(np.uint8)
+    assert high_frequency_ratio(low, ref) < 0.01
+    with pytest.raises(ValueError):
+        high_frequency_ratio(ref, np.full_like(ref, 7))
+
+
+def test_high_frequency_ratio_blur_is_below_one():
+    from PIL import Image, ImageFilter
+
+    from sr_core.metrics import high_frequency_ratio
+
+    noise = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    blurred = np.asarray(Image.fromarray(noise).filter(ImageFilter.GaussianBlur(1.5)))
+    assert high_frequency_ratio(blurred, noise, crop_border=4) < 0.2

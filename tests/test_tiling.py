@@ -9,10 +9,10 @@ from sr_core.inference import fold_batchnorm, prepare_for_inference, run_model
 from sr_core.tiling import plan_tiles, tiled_forward
 
 
-@pytest.mark.parametrize("tile_size", [1, 5, 16, 23, 64, 1000])
+@pytest.mark.parametrize("tile_size", [3, 16, 23, 64, 1000])
 def test_tiled_equals_untiled_for_any_tile_size(tiny_srresnet, tile_size):
     model = tiny_srresnet(scale=2, num_blocks=2, channels=8)
-    x = torch.rand(1, 3, 41, 37, generator=torch.Generator().manual_seed(3))
+    x = torch.rand(1, 3, 29, 25, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         whole = model(x)
         tiled = tiled_forward(model, x, 2, tile_size, model.receptive_radius())

@@ -108,8 +108,23 @@ def build_generator(config: Config) -> SRResNet:
     if not isinstance(model, SRResNet):
         raise ConfigError(f"train.init_from: {init} holds a {type(model).__name__}, not an SRResNet generator")
     if model.scale != m.scale:
-        raise ConfigError(f"model.scale: {m.scale} but train.init_from={init} is an x{model.scale} model")
+        return transfer_to_scale(model, m.scale)
     return model
+
+
+def transfer_to_scale(source: SRResNet, scale: int) -> SRResNet:
+    """A new SRResNet at ``scale`` that starts from every layer of ``source`` that does not depend on the scale.
+
+    The feature extractor, the residual trunk, the upsampling stages both models have and the output conv are
+    copied (as EDSR/MDSR pre-train x2 to start x4); extra upsampling stages start fresh. This lets an x4 model
+    jump-start an x2 one.
+    """
+    c = source.config
+    target = SRResNet(scale=scale, num_blocks=c.num_blocks, channels=c.channels, in_channels=c.in_channels)
+    own = target.state_dict()
+    shared = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
+    target.load_state_dict(shared, strict=False)
+    return target
 
 
 class Trainer:

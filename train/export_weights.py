@@ -1,0 +1,106 @@
+"""Ship a trained generator: copy a run's ``best/`` into ``sr_core/weights`` with its manifest entry.
+
+The entry records the architecture config, the sha256, how the model was trained (command, config, data, steps,
+wall time, hardware) and its evaluation on a validation folder next to bicubic. Weights are stored as fp16 when
+that keeps the validation PSNR within 0.05 dB of fp32, else as fp32.
+
+    python train/export_weights.py --run runs/srresnet_x4 --name srresnet --label SRResNet \
+        --description "..." --eval-data ../shared/data/val --command "accelerate launch train/train.py ..."
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sr_core.evaluate import evaluate  # noqa: E402
+from sr_core.models import load_pretrained  # noqa: E402
+from sr_core.registry import PACKAGE_WEIGHTS_DIR, write_manifest_entry  # noqa: E402
+
+FP16_TOLERANCE_DB = 0.05
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, required=True, help="training output_dir (uses its best/ generator)")
+    p.add_argument("--which", default="best", choices=["best", "last"])
+    p.add_argument("--name", required=True, help="method name offered to users, e.g. srresnet or srgan")
+    p.add_argument("--label", required=True)
+    p.add_argument("--description", required=True)
+    p.add_argument("--eval-data", required=True, help="folder of HR validation images")
+    p.add_argument("--command", required=True, help="the training command(s) that produced the run")
+    p.add_argument("--data", default="../shared/data/train: T91 + 190 BSD200 training images (281 HR PNGs)")
+    p.add_argument("--wall-hours", type=float, required=True, help="training wall time in hours")
+    p.add_argument("--notes", default="")
+    p.add_argument("--weights-dir", type=Path, default=PACKAGE_WEIGHTS_DIR)
+    args = p.parse_args(argv)
+
+    source = args.run / args.which
+    model = load_pretrained(source)
+    scale = model.config.scale
+    info = json.loads((source / "training.json").read_text()) if (source / "training.json").is_file() else {}
+    config = yaml.safe_load((args.run / "config.yaml").read_text()) if (args.run / "config.yaml").is_file() else {}
+
+    fp32 = evaluate(source, scale, args.eval_data, precision="fp32")
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp, dtype=torch.float16)
+        fp16 = evaluate(tmp, scale, args.eval_data, baseline=None, precision="fp32")
+    delta = fp16["mean"]["psnr"] - fp32["mean"]["psnr"]
+    dtype = torch.float16 if abs(delta) <= FP16_TOLERANCE_DB else torch.float32
+
+    evaluation = {
+        "data": str(args.eval_data),
+        "num_images": fp32["num_images"],
+        "convention": fp32["convention"],
+        "psnr": round(fp32["mean"]["psnr"], 3),
+        "ssim": round(fp32["mean"]["ssim"], 4),
+        "bicubic_psnr": round(fp32["mean"]["bicubic_psnr"], 3),
+        "bicubic_ssim": round(fp32["mean"]["bicubic_ssim"], 4),
+        "fp16_storage_psnr_delta": round(delta, 4),
+    }
+    training = {
+        "command": args.command,
+        "config": config,
+        "data": args.data,
+        "steps": info.get("step"),
+        "stage": info.get("stage"),
+        "ema_decay": info.get("ema_decay"),
+        "val_at_export": info.get("val"),
+        "wall_time_hours": args.wall_hours,
+        "hardware": hardware(),
+        "notes": args.notes,
+    }
+    entry = write_manifest_entry(args.weights_dir, model, name=args.name, label=args.label,
+                                 description=args.description, dtype=dtype,
+                                 extra={"training": training, "evaluation": evaluation})
+    print(json.dumps({k: entry[k] for k in ("name", "scale", "file", "sha256", "dtype")}, indent=2))
+    print(json.dumps(evaluation, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -364,3 +364,22 @@ def test_init_from_another_scale_copies_the_scale_independent_layers():
     fresh = [k for k in x8.state_dict() if k.startswith("upsampler.2.")]
     assert fresh and all(k not in src for k in fresh)
     assert x8(torch.rand(1, 3, 5, 5)).shape == (1, 3, 40, 40)
+
+
+def test_precise_bn_holds_the_exact_statistics_of_the_calibration_patches():
+    from torch import nn
+
+    from train.precise_bn import recalibrated
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4))
+    batches = [torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8) for _ in range(3)]
+    with torch.no_grad():
+        feats = torch.cat([model[0](b.float() / 255) for b in batches])  # (15, 4, 8, 8)
+    calibrated = recalibrated(model, batches, torch.device("cpu"))
+    bn = calibrated[1]
+    torch.testing.assert_close(bn.running_mean, feats.mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-5)
+    # BatchNorm keeps the unbiased variance of each batch; the cumulative average is their mean.
+    per_batch = torch.stack([f.var(dim=(0, 2, 3), unbiased=True) for f in feats.split(5)])
+    torch.testing.assert_close(bn.running_var, per_batch.mean(0), atol=1e-5, rtol=1e-5)
+    assert not calibrated.training and model[1].running_mean.abs().sum() == 0  # the original is untouched

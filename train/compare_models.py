@@ -47,8 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", default=["bicubic", "srresnet", "srgan"])
     p.add_argument("--figure", type=Path, help="write the side-by-side crops here (PNG)")
     p.add_argument("--image", help="validation image (name) for the figure; default: the first")
-    p.add_argument("--box", type=int, nargs=3, metavar=("X", "Y", "SIZE"), default=None,
-                   help="crop of the HR image for the figure (default: a centred 96x96)")
+    p.add_argument(
+        "--box",
+        type=int,
+        nargs=3,
+        metavar=("X", "Y", "SIZE"),
+        default=None,
+        help="crop of the HR image for the figure (default: a centred 96x96)",
+    )
     p.add_argument("--zoom", type=int, default=3)
     args = p.parse_args(argv)
 
@@ -68,8 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         for method in args.methods:
             out = upscale(lr, method=method, scale=args.scale, precision="fp32")
             arr = rgb_uint8(out)
-            rows[method].append((psnr(arr, target, crop_border=args.scale), ssim(arr, target, crop_border=args.scale),
-                                 high_frequency_ratio(arr, target, crop_border=args.scale)))
+            rows[method].append(
+                (
+                    psnr(arr, target, crop_border=args.scale),
+                    ssim(arr, target, crop_border=args.scale),
+                    high_frequency_ratio(arr, target, crop_border=args.scale),
+                )
+            )
             if chosen:
                 figure_crops.append((f"{method} x{args.scale}", out.crop(box)))
     print(f"| method (x{args.scale}, {len(images)} images) | PSNR (dB, Y) | SSIM (Y) | high-frequency energy ratio |")

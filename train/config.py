@@ -77,6 +77,7 @@ class OptimConfig:
     warmup_steps: int = 0
     grad_clip: float = 0.0
     ema_decay: float = 0.0
+    precise_bn_batches: int = 50
     init_from: str | None = None
 
 
@@ -325,6 +326,7 @@ def validate(config: Config) -> Config:
     _check(t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
     _check(t.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 = off)")
     _check(0 <= t.ema_decay < 1, "train.ema_decay", "must be in [0, 1) (0 = off)")
+    _check(t.precise_bn_batches >= 0, "train.precise_bn_batches", "must be >= 0 (0 = off)")
     _check(lo.pixel in PIXEL_LOSSES, "loss.pixel", f"must be one of {PIXEL_LOSSES}")
     for key in ("pixel_weight", "content_weight", "adversarial_weight"):
         value = getattr(lo, key)

@@ -94,9 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         "hardware": hardware(),
         "notes": args.notes,
     }
-    entry = write_manifest_entry(args.weights_dir, model, name=args.name, label=args.label,
-                                 description=args.description, dtype=dtype,
-                                 extra={"training": training, "evaluation": evaluation})
+    entry = write_manifest_entry(
+        args.weights_dir,
+        model,
+        name=args.name,
+        label=args.label,
+        description=args.description,
+        dtype=dtype,
+        extra={"training": training, "evaluation": evaluation},
+    )
     print(json.dumps({k: entry[k] for k in ("name", "scale", "file", "sha256", "dtype")}, indent=2))
     print(json.dumps(evaluation, indent=2))
     return 0

@@ -49,6 +49,7 @@ from sr_core.pipeline import DEFAULT_TILE_SIZE, model_forward_array  # noqa: E40
 from train.checkpoint import find_checkpoint, save_checkpoint, swap_in, write_json_atomic  # noqa: E402
 from train.config import Config, ConfigError, dump_config, load_config  # noqa: E402
 from train.ema import EMA  # noqa: E402
+from train.precise_bn import calibration_batches, recalibrated  # noqa: E402
 
 EXIT_OK, EXIT_CONFIG, EXIT_DIVERGED = 0, 2, 3
 TRAINING_INFO = "training.json"
@@ -148,6 +149,9 @@ class Trainer:
                 ) from exc
         self.pixel = PixelLoss(lo.pixel)
         self.adversarial = AdversarialLoss()
+        self.calibration: list[torch.Tensor] = []
+        self.updates = 0
+        self._exported: tuple[int, nn.Module] | None = None
         self.generator: nn.Module = build_generator(config).train()
         self.optimizer_g = torch.optim.Adam(
             self.generator.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay
@@ -187,8 +191,16 @@ class Trainer:
         return [self.ema] if self.ema is not None else []
 
     def export_model(self) -> nn.Module:
-        """The generator that is validated and exported: the EMA copy when enabled."""
-        return self.ema.shadow if self.ema is not None else self.accelerator.unwrap_model(self.generator)
+        """The generator that is validated and exported: the EMA copy when enabled, with precise BN statistics.
+
+        The recalibrated copy is cached until the next optimisation step, so validation and export agree.
+        """
+        source = self.ema.shadow if self.ema is not None else self.accelerator.unwrap_model(self.generator)
+        if not self.calibration:
+            return source
+        if self._exported is None or self._exported[0] != self.updates:
+            self._exported = (self.updates, recalibrated(source, self.calibration, self.accelerator.device))
+        return self._exported[1]
 
     def learning_rates(self) -> dict[str, float]:
         rates = {"lr": self.optimizer_g.param_groups[0]["lr"]}
@@ -227,6 +239,7 @@ class Trainer:
     def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One optimisation step on a batch of uint8 ``lr``/``hr`` tensors; returns the mean of ``self.terms``."""
         acc = self.accelerator
+        self.updates += 1
         lr = batch["lr"].to(acc.device, non_blocking=True).float().div_(255)
         lr = lr.contiguous(memory_format=torch.channels_last)
         hr = batch["hr"].to(acc.device, non_blocking=True).float().div_(255)
@@ -421,6 +434,12 @@ def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | N
         seed=config.seed,
         length=t.steps * d.batch_size * acc.num_processes,
     )
+    if t.precise_bn_batches > 0:
+        calibration_set = PatchDataset(
+            train_images, patch_size=d.patch_size, scale=config.model.scale, seed=config.seed + 7919,
+            length=t.precise_bn_batches * d.batch_size,
+        )  # fmt: skip
+        trainer.calibration = calibration_batches(calibration_set, t.precise_bn_batches, d.batch_size)
     loader = DataLoader(
         dataset,
         batch_size=d.batch_size,

@@ -224,6 +224,7 @@ def write_manifest_entry(
     }
     tmp = directory / (filename + ".tmp")
     save_file(state, str(tmp), metadata={"format": "pt", "name": name})
+    os.chmod(tmp, 0o644)
     os.replace(tmp, directory / filename)
     entry = {
         "name": name,

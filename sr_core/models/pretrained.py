@@ -125,6 +125,7 @@ class PretrainedMixin:
             tmp_path = Path(tmp.name)
         try:
             save_file(state, str(tmp_path), metadata={"format": "pt", **(metadata or {})})
+            os.chmod(tmp_path, 0o644)
             os.replace(tmp_path, directory / WEIGHTS_NAME)
         finally:
             tmp_path.unlink(missing_ok=True)

@@ -130,6 +130,9 @@ def _bomb_error(label: str, max_pixels: int | None, exc: BaseException) -> Image
 # ------------------------------------------------------------------------------------------ mode handling
 
 
+_QUANTISE_BLOCK = 1 << 22  # float values converted per block in from_array
+
+
 def _round(values: np.ndarray) -> np.ndarray:
     """Round non-negative values half up (0.5 -> 1), the usual convention for quantising pixels."""
     return np.floor(values + 0.5)
@@ -444,11 +447,13 @@ def from_array(array: np.ndarray, mode: str) -> Image.Image:
         raise SRError(f"array of shape {array.shape} has no pixels")
     if np.isnan(array).any():
         raise SRError("array contains NaN values")
-    clipped = np.clip(array.astype(np.float64), 0.0, 1.0)
-    if mode == "I;16":
-        return _uint16_image(_round(clipped * 65535.0))
-    data = np.ascontiguousarray(_round(clipped * 255.0).astype(np.uint8))
-    return Image.frombytes(mode, (width, height), data.tobytes())
+    peak, dtype = (65535.0, np.dtype("<u2")) if mode == "I;16" else (255.0, np.dtype(np.uint8))
+    data = np.empty(array.shape, dtype=dtype)
+    rows = max(1, _QUANTISE_BLOCK // max(1, array[0].size))
+    for top in range(0, height, rows):  # row blocks keep float64 temporaries small for huge outputs
+        block = np.clip(array[top : top + rows].astype(np.float64), 0.0, 1.0)
+        data[top : top + rows] = _round(block * peak)
+    return Image.frombytes(mode, (width, height), memoryview(data).cast("B"))
 
 
 def _i16_to_l(image: Image.Image) -> Image.Image:

@@ -28,8 +28,17 @@ class Tile:
     pad_right: int
 
 
+def _window(start: int, end: int, size: int, tile_size: int, overlap: int) -> tuple[int, int]:
+    """Context before and after [start, end): ``overlap`` each side, shifted inwards at the image borders so every
+    window has the same length (one shape for all tiles keeps oneDNN/cuDNN from building a kernel per shape)."""
+    length = min(size, tile_size + 2 * overlap)
+    first = max(0, min(start - overlap, size - length))
+    return start - first, first + length - end
+
+
 def plan_tiles(height: int, width: int, tile_size: int, overlap: int) -> list[Tile]:
-    """Split an HxW image into tile_size squares (last row/column smaller) each padded by overlap context."""
+    """Split an HxW image into tile_size squares (last row/column smaller), each with at least ``overlap`` pixels
+    of context wherever the image continues."""
     if tile_size < 1:
         raise ValueError(f"tile size must be positive, got {tile_size}")
     if overlap < 0:
@@ -38,18 +47,9 @@ def plan_tiles(height: int, width: int, tile_size: int, overlap: int) -> list[Ti
     for y0 in range(0, height, tile_size):
         for x0 in range(0, width, tile_size):
             y1, x1 = min(y0 + tile_size, height), min(x0 + tile_size, width)
-            tiles.append(
-                Tile(
-                    y0,
-                    x0,
-                    y1,
-                    x1,
-                    min(overlap, y0),
-                    min(overlap, x0),
-                    min(overlap, height - y1),
-                    min(overlap, width - x1),
-                )
-            )
+            top, bottom = _window(y0, y1, height, tile_size, overlap)
+            left, right = _window(x0, x1, width, tile_size, overlap)
+            tiles.append(Tile(y0, x0, y1, x1, top, left, bottom, right))
     return tiles
 
 

@@ -1,4 +1,4 @@
-"""Training losses: pixel (MSE/L1), VGG19 content loss and the adversarial (BCE-with-logits) loss."""
+"""Training losses: pixel (MSE/L1), VGG19 content, adversarial (BCE-with-logits) and discriminator feature matching."""
 
 from __future__ import annotations
 
@@ -133,3 +133,14 @@ class AdversarialLoss(nn.Module):
 
     def forward(self, fake_logits: torch.Tensor) -> torch.Tensor:
         return self.generator_loss(fake_logits)
+
+
+def feature_matching_loss(discriminator: nn.Module, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """Mean L1 distance between the discriminator's feature maps of SR and HR, averaged over its conv blocks.
+
+    A learned perceptual loss (Wang et al. 2018, pix2pixHD) that needs no pretrained network: SR and HR go
+    through the discriminator as one batch, so BatchNorm normalises both alike; HR features are constants.
+    """
+    maps = discriminator.feature_maps(torch.cat([sr, hr.detach()]))
+    n = sr.shape[0]
+    return torch.stack([F.l1_loss(m[:n].float(), m[n:].detach().float()) for m in maps]).mean()

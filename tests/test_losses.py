@@ -1,4 +1,4 @@
-"""Losses: pixel, VGG19 content (frozen, gradient reaches the generator), adversarial BCE."""
+"""Losses: pixel, VGG19 content (frozen, gradient reaches the generator), adversarial BCE, feature matching."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 from sr_core.errors import OfflineError, WeightsError
-from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss
-from sr_core.models import SRResNet
+from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss, feature_matching_loss
+from sr_core.models import Discriminator, SRResNet
 
 
 def test_pixel_losses_match_formulas():
@@ -81,3 +81,26 @@ def test_content_loss_bad_file(tmp_path):
     (tmp_path / "bad.pth").write_bytes(b"garbage")
     with pytest.raises(WeightsError, match="Cannot read"):
         VGGContentLoss(weights=tmp_path / "bad.pth")
+
+
+def test_feature_matching_is_mean_l1_over_the_eight_conv_blocks():
+    torch.manual_seed(0)
+    d = Discriminator(channels=8, hidden=16).eval()  # eval: BatchNorm uses running statistics, batch-independent
+    sr, hr = torch.rand(2, 3, 32, 32, requires_grad=True), torch.rand(2, 3, 32, 32)
+    ends = [i + 1 for i, layer in enumerate(d.features) if isinstance(layer, torch.nn.LeakyReLU)]
+    assert len(ends) == 8
+    expected = sum((d.features[:end](sr) - d.features[:end](hr)).abs().mean() for end in ends) / len(ends)
+    loss = feature_matching_loss(d, sr, hr)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    assert sr.grad is not None and sr.grad.abs().sum() > 0
+
+
+def test_feature_matching_is_zero_for_identical_images_in_training_mode():
+    torch.manual_seed(0)
+    d = Discriminator(channels=8, hidden=16).train()
+    x = torch.rand(3, 3, 40, 40)
+    assert feature_matching_loss(d, x.clone(), x).item() == pytest.approx(0.0, abs=1e-7)
+    hr = torch.rand(3, 3, 40, 40, requires_grad=True)
+    feature_matching_loss(d, torch.rand(3, 3, 40, 40), hr).backward()
+    assert hr.grad is None

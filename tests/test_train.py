@@ -128,6 +128,8 @@ def test_overrides_are_typed():
         ("data.patch_size=30", "data.patch_size"),
         ("train.betas=[0.9]", "train.betas"),
         ("train.ema_decay=1.5", "train.ema_decay"),
+        ("loss.feature_matching_weight=0.1", "loss.feature_matching_weight"),
+        ("loss.feature_matching_weight=-1", "loss.feature_matching_weight"),
         ("train.steps", "train.steps"),
     ],
 )
@@ -247,6 +249,16 @@ def test_srgan_without_content_loss(stage1_run, image_folders, tmp_path):
     names = {p.name for p in (out / "checkpoints/last").iterdir()}
     assert {"model.safetensors", "model_1.safetensors", "optimizer.bin", "optimizer_1.bin"} <= names
     assert load_file(out / "checkpoints/last/model_1.safetensors")["head.3.weight"].shape == (1, 1024)
+
+
+def test_srgan_with_feature_matching(stage1_run, image_folders, tmp_path):
+    out = tmp_path / "gan_fm"
+    extra = ("loss.content_weight=0", "loss.feature_matching_weight=0.5", "train.steps=2")
+    assert run(image_folders, out, *srgan_args(stage1_run, *extra)) == EXIT_OK
+    for r in train_records(out):
+        assert r["feature"] > 0
+        expected = r["pixel"] + 0.001 * r["adversarial"] + 0.5 * r["feature"]
+        assert r["loss"] == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.fixture(scope="module")

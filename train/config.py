@@ -83,12 +83,14 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    """``pixel_weight * pixel + content_weight * VGG + adversarial_weight * adversarial`` for the generator."""
+    """Generator loss: ``pixel_weight * pixel + content_weight * VGG + adversarial_weight * adversarial``
+    ``+ feature_matching_weight * discriminator feature matching`` (the last is a VGG-free perceptual term)."""
 
     pixel: str = "mse"
     pixel_weight: float = 1.0
     content_weight: float = 0.0
     adversarial_weight: float = 0.0
+    feature_matching_weight: float = 0.0
     vgg_weights: str | None = None
     vgg_layer: int = 36
     vgg_feature_scale: float = 1.0
@@ -328,7 +330,7 @@ def validate(config: Config) -> Config:
     _check(0 <= t.ema_decay < 1, "train.ema_decay", "must be in [0, 1) (0 = off)")
     _check(t.precise_bn_batches >= 0, "train.precise_bn_batches", "must be >= 0 (0 = off)")
     _check(lo.pixel in PIXEL_LOSSES, "loss.pixel", f"must be one of {PIXEL_LOSSES}")
-    for key in ("pixel_weight", "content_weight", "adversarial_weight"):
+    for key in ("pixel_weight", "content_weight", "adversarial_weight", "feature_matching_weight"):
         value = getattr(lo, key)
         _check(math.isfinite(value) and value >= 0, f"loss.{key}", "must be a number >= 0")
     _check(1 <= lo.vgg_layer <= 36, "loss.vgg_layer", "must be in 1..36 (36 = VGG54, after ReLU of conv5_4)")
@@ -339,6 +341,11 @@ def validate(config: Config) -> Config:
             lo.adversarial_weight == 0,
             "loss.adversarial_weight",
             "must be 0 for stage srresnet (use train.stage=srgan for adversarial training)",
+        )
+        _check(
+            lo.feature_matching_weight == 0,
+            "loss.feature_matching_weight",
+            "must be 0 for stage srresnet (it needs the discriminator of stage srgan)",
         )
     else:
         _check(

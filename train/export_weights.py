@@ -55,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--command", required=True, help="the training command(s) that produced the run")
     p.add_argument("--data", default="../shared/data/train: T91 + 190 BSD200 training images (281 HR PNGs)")
     p.add_argument("--wall-hours", type=float, required=True, help="training wall time in hours")
+    p.add_argument(
+        "--total-steps",
+        type=int,
+        default=None,
+        help="optimiser steps along the whole lineage when the run started from another (train.init_from); "
+        "default: the run's own step",
+    )
     p.add_argument("--notes", default="")
     p.add_argument("--weights-dir", type=Path, default=PACKAGE_WEIGHTS_DIR)
     args = p.parse_args(argv)
@@ -86,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": args.command,
         "config": config,
         "data": args.data,
-        "steps": info.get("step"),
+        "steps": args.total_steps if args.total_steps is not None else info.get("step"),
         "stage": info.get("stage"),
         "ema_decay": info.get("ema_decay"),
         "val_at_export": info.get("val"),

@@ -43,7 +43,7 @@ from sr_core.errors import OfflineError, SRError  # noqa: E402
 from sr_core.evaluate import evaluate, summarize  # noqa: E402
 from sr_core.inference import prepare_for_inference  # noqa: E402
 from sr_core.io import from_array, to_array  # noqa: E402
-from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss  # noqa: E402
+from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss, feature_matching_loss  # noqa: E402
 from sr_core.models import Discriminator, SRResNet, load_pretrained  # noqa: E402
 from sr_core.pipeline import DEFAULT_TILE_SIZE, model_forward_array  # noqa: E402
 from train.checkpoint import find_checkpoint, save_checkpoint, swap_in, write_json_atomic  # noqa: E402
@@ -145,7 +145,8 @@ class Trainer:
             except OfflineError as exc:
                 raise OfflineError(
                     f"{exc} As trainer overrides: loss.vgg_weights=/path/to/vgg19-dcbb9e9d.pth, or "
-                    "loss.content_weight=0 (with loss.pixel_weight=1 for a pixel + adversarial SRGAN)."
+                    "loss.content_weight=0 (with loss.pixel_weight=1 and, as a VGG-free perceptual term, "
+                    "loss.feature_matching_weight=0.05)."
                 ) from exc
         self.pixel = PixelLoss(lo.pixel)
         self.adversarial = AdversarialLoss()
@@ -164,7 +165,9 @@ class Trainer:
                 self.discriminator.parameters(), lr=t.d_lr, betas=tuple(t.betas), weight_decay=t.weight_decay
             )
             self.scheduler_d = torch.optim.lr_scheduler.LambdaLR(self.optimizer_d, lr_factor(config))
-        self.terms = ["loss", "pixel", "content"] + (["adversarial", "d_loss", "d_hr", "d_sr"] if self.gan else [])
+        self.terms = ["loss", "pixel", "content"] + (
+            ["adversarial", "feature", "d_loss", "d_hr", "d_sr"] if self.gan else []
+        )
         self.ema: EMA | None = None
         self.baseline_cache: dict[str, dict[str, float]] = {}
 
@@ -209,8 +212,9 @@ class Trainer:
         return rates
 
     def _generator_loss(
-        self, sr: torch.Tensor, hr: torch.Tensor, fake_logits: torch.Tensor | None
+        self, sr: torch.Tensor, hr: torch.Tensor, discriminator: nn.Module | None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The weighted generator loss and its terms; ``discriminator`` (frozen) is given in stage srgan."""
         lo = self.config.loss
         zero = sr.new_zeros(())
         pixel = self.pixel(sr, hr)
@@ -219,9 +223,21 @@ class Trainer:
                 content = self.content(sr, hr).float()
         else:
             content = zero
-        adversarial = self.adversarial.generator_loss(fake_logits) if fake_logits is not None else zero
-        total = lo.pixel_weight * pixel + lo.content_weight * content + lo.adversarial_weight * adversarial
-        return total, [total, pixel, content] + ([adversarial] if fake_logits is not None else [])
+        if discriminator is None:
+            total = lo.pixel_weight * pixel + lo.content_weight * content
+            return total, [total, pixel, content]
+        adversarial = self.adversarial.generator_loss(discriminator(sr))
+        feature = zero
+        if lo.feature_matching_weight > 0:
+            with self.accelerator.autocast():
+                feature = feature_matching_loss(discriminator, sr, hr)
+        total = (
+            lo.pixel_weight * pixel
+            + lo.content_weight * content
+            + lo.adversarial_weight * adversarial
+            + lo.feature_matching_weight * feature
+        )
+        return total, [total, pixel, content, adversarial, feature]
 
     def _check_finite(self, values: torch.Tensor, losses: int) -> torch.Tensor:
         """All-process mean of the step's values; raises DivergedError (on every process) if a loss is not finite."""
@@ -255,7 +271,7 @@ class Trainer:
         else:
             d_plain = acc.unwrap_model(self.discriminator)
             d_plain.requires_grad_(False)
-            g_loss, terms = self._generator_loss(sr, hr, d_plain(sr))
+            g_loss, terms = self._generator_loss(sr, hr, d_plain)
             d_plain.requires_grad_(True)
             real_logits = self.discriminator(hr)
             fake_logits = self.discriminator(sr.detach())
@@ -264,7 +280,7 @@ class Trainer:
                 torch.sigmoid(real_logits.detach().float()).mean(),
                 torch.sigmoid(fake_logits.detach().float()).mean(),
             ]
-            values = self._check_finite(torch.stack([*terms, d_loss, *probs]), losses=5)
+            values = self._check_finite(torch.stack([*terms, d_loss, *probs]), losses=6)
             acc.backward(g_loss)
             self._clip(self.generator)
             self.optimizer_g.step()

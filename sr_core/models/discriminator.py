@@ -75,3 +75,12 @@ class Discriminator(PretrainedMixin, nn.Module):
                 f"{x.shape[-1]}x{x.shape[-2]}"
             )
         return self.head(self.pool(self.features(x)))
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The activations after each of the eight conv blocks, for a feature-matching loss."""
+        maps = []
+        for layer in self.features:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                maps.append(x)
+        return maps

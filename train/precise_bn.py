@@ -27,12 +27,13 @@ def recalibrated(model: nn.Module, batches: list[torch.Tensor], device: torch.de
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms or not batches:
         return model.eval()
+    momenta = [bn.momentum for bn in norms]
     for bn in norms:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over the calibration batches
     model.train()
     for batch in batches:
         model(batch.to(device).float().div_(255))
-    for bn in norms:
-        bn.momentum = 0.1
+    for bn, momentum in zip(norms, momenta, strict=True):
+        bn.momentum = momentum
     return model.eval()

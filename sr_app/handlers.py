@@ -23,8 +23,10 @@ import numpy as np
 from PIL import Image
 
 import sr_core
-from sr_core.classical import downscale, mod_crop
+from sr_core.classical import mod_crop
+from sr_core.degradations import NAMED_DEGRADATIONS, check_named
 from sr_core.errors import ImageTooLargeError, UnknownMethodError, UnsupportedScaleError
+from sr_core.evaluate import make_eval_lr
 from sr_core.io import load_image, save_image, to_uint8
 from sr_core.metrics import psnr, ssim
 from sr_core.registry import MethodInfo
@@ -287,10 +289,32 @@ def save_result(image: Image.Image, stem: str, config: AppConfig) -> Path:
     return save_image(image, base / uuid.uuid4().hex / f"{safe}.png")
 
 
+def degradation_choices() -> list[tuple[str, str]]:
+    """(label, name) pairs of the named degradations 'Test on my image' can apply after shrinking."""
+    return [("clean bicubic" if k == "bicubic" else f"{k}: {v}", k) for k, v in NAMED_DEGRADATIONS.items()]
+
+
+def check_degradation(name: object) -> str:
+    """A known degradation name, or a ValueError that lists them (None and "" mean clean bicubic)."""
+    if name in (None, ""):
+        return "bicubic"
+    try:
+        return check_named(str(name))
+    except ValueError as exc:
+        raise ValueError(f"Unknown test degradation {name!r}; choose one of: {', '.join(NAMED_DEGRADATIONS)}.") from exc
+
+
 def prepare_inputs(
-    image: str | os.PathLike, scale: int, *, test_on_my_image: bool, config: AppConfig, image_name: str | None = None
+    image: str | os.PathLike,
+    scale: int,
+    *,
+    test_on_my_image: bool,
+    config: AppConfig,
+    image_name: str | None = None,
+    degradation: str = "bicubic",
 ) -> tuple[Image.Image, Image.Image | None]:
-    """(low-res input, ground truth or None): in test mode the upload is the ground truth, shrunk by ``scale``."""
+    """(low-res input, ground truth or None): in test mode the upload is the ground truth, shrunk by ``scale``
+    (PIL bicubic) and then degraded by the named ``degradation`` (JPEG, noise, blur), as evaluation does."""
     source = load_upload(image, name=image_name, max_pixels=config.max_pixels)
     if not test_on_my_image:
         return source, None
@@ -299,7 +323,21 @@ def prepare_inputs(
             f"The image is {source.width}x{source.height} pixels, too small to shrink by x{scale} for "
             "'Test on my image'."
         )
-    return downscale(source, scale), mod_crop(source, scale)
+    truth = mod_crop(source.convert("RGB") if degradation != "bicubic" else source, scale)
+    return make_eval_lr(truth, scale, degradation, _label(image, image_name)), truth
+
+
+def _test_notes(test_on_my_image: bool, degradation: str, has_reference: bool) -> list[str]:
+    notes = []
+    if test_on_my_image and has_reference:
+        notes.append("'Test on my image' is on, so the uploaded reference is not used.")
+    if degradation != "bicubic":
+        notes.append(
+            f"Test input degraded with {degradation} ({NAMED_DEGRADATIONS[degradation]}) after shrinking."
+            if test_on_my_image
+            else "The test degradation applies only with 'Test on my image'; the upload was used as it is."
+        )
+    return notes
 
 
 def device_label(info: MethodInfo, config: AppConfig) -> str:
@@ -355,6 +393,7 @@ def upscale_image(
     progress: Progress | None = None,
     image_name: str | None = None,
     reference_name: str | None = None,
+    test_degradation: object = "bicubic",
 ) -> UpscaleOutcome:
     """Upscale an uploaded file and, when a reference exists (or in test mode), measure PSNR/SSIM."""
     config = config or AppConfig()
@@ -363,15 +402,15 @@ def upscale_image(
     info = find_method(method, config)
     factor = check_scale(info, scale)
     tiles = _check_tile_size(tile_size)
+    degradation = check_degradation(test_degradation)
     low_res, truth = prepare_inputs(
-        image, factor, test_on_my_image=test_on_my_image, config=config, image_name=image_name
-    )
-    notes: list[str] = []
+        image, factor, test_on_my_image=test_on_my_image, config=config, image_name=image_name,
+        degradation=degradation,
+    )  # fmt: skip
+    notes = _test_notes(test_on_my_image, degradation, reference is not None)
     if truth is None and reference is not None:
         truth = load_upload(reference, name=reference_name, max_pixels=config.max_output_pixels, what="reference image")
         match_reference((low_res.width * factor, low_res.height * factor), truth, factor)
-    elif truth is not None and reference is not None:
-        notes.append("'Test on my image' is on, so the uploaded reference is not used.")
     device = device_label(info, config)
     result, seconds = run_method(low_res, info, factor, tile_size=tiles, config=config, progress=progress)
     metrics = compute_metrics(result, truth, factor) if truth is not None else Metrics()
@@ -409,6 +448,7 @@ def compare_methods(
     progress: Progress | None = None,
     image_name: str | None = None,
     reference_name: str | None = None,
+    test_degradation: object = "bicubic",
 ) -> CompareOutcome:
     """Run every offered method that supports ``scale``; rows of (label, PSNR, SSIM, seconds) and PNG paths."""
     config = config or AppConfig()
@@ -424,15 +464,15 @@ def compare_methods(
     if not runnable:
         raise UnsupportedScaleError(f"No method supports x{factor}.")
     tiles = _check_tile_size(tile_size)
+    degradation = check_degradation(test_degradation)
     low_res, truth = prepare_inputs(
-        image, factor, test_on_my_image=test_on_my_image, config=config, image_name=image_name
-    )
-    notes: list[str] = []
+        image, factor, test_on_my_image=test_on_my_image, config=config, image_name=image_name,
+        degradation=degradation,
+    )  # fmt: skip
+    notes = _test_notes(test_on_my_image, degradation, reference is not None)
     if truth is None and reference is not None:
         truth = load_upload(reference, name=reference_name, max_pixels=config.max_output_pixels, what="reference image")
         match_reference((low_res.width * factor, low_res.height * factor), truth, factor)
-    elif truth is not None and reference is not None:
-        notes.append("'Test on my image' is on, so the uploaded reference is not used.")
     _check_output_size(low_res, factor, config)
     stem = Path(_label(image, image_name)).stem
     rows: list[list[object]] = []

@@ -44,12 +44,14 @@ from gradio_client import Client, handle_file
 
 client = Client("http://127.0.0.1:7860/")  # or the Space id, "USER/NAME"
 slider, png, psnr, ssim, info = client.predict(
-    handle_file("photo.png"), "bicubic", 4, None, False, 0, api_name="/upscale"
-)  # image, method, scale, reference, test_on_my_image, tile_size (0 = automatic)
+    handle_file("photo.png"), "bicubic", 4, None, False, 0, "bicubic", api_name="/upscale"
+)  # image, method, scale, reference, test_on_my_image, tile_size (0 = automatic), test degradation
 table, gallery = client.predict(
-    handle_file("photo.png"), 4, None, True, 0, api_name="/compare"
-)  # image, scale, reference, test_on_my_image, tile_size
+    handle_file("photo.png"), 4, None, True, 0, "jpeg75", api_name="/compare"
+)  # image, scale, reference, test_on_my_image, tile_size, test degradation
 ```
+The test degradation (`bicubic`, `jpeg50`, `jpeg75`, `noise10+jpeg75`, `blur+jpeg60`) is applied to the shrunk
+image in test mode; it shows why the real-world models (for photos) exist.
 `png` is the full-resolution result; `slider` holds the before/after pair; `psnr`/`ssim` are `None` without a
 reference. PSNR/SSIM are measured on the Y channel (BT.601) with `scale` border pixels cropped."""
 
@@ -117,8 +119,8 @@ def _fmt(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _key(image: str | None, method: str, scale: object, test: bool, tile: object) -> list[Any]:
-    return [image, method, str(scale), bool(test), str(tile or 0)]
+def _key(image: str | None, method: str, scale: object, test: bool, tile: object, degradation: object) -> list[Any]:
+    return [image, method, str(scale), bool(test), str(tile or 0), str(degradation or "bicubic")]
 
 
 def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuilder] = ()) -> gr.Blocks:
@@ -140,6 +142,7 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
         reference: Any,
         test_on_my_image: bool,
         tile_size: Any,
+        test_degradation: Any = "bicubic",
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[Any, ...]:
         try:
@@ -156,11 +159,12 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
                 progress=_progress_sink(progress),
                 image_name=image_name,
                 reference_name=reference_name,
+                test_degradation=test_degradation,
             )
         except Exception as exc:
             raise _user_error(exc) from exc
         state = {
-            "key": _key(image_path, method, scale, test_on_my_image, tile_size),
+            "key": _key(image_path, method, scale, test_on_my_image, tile_size, test_degradation),
             "reference": reference_path,
             "png": str(out.png_path),
             "scale": out.scale,
@@ -183,6 +187,7 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
         reference: Any,
         test_on_my_image: bool,
         tile_size: Any,
+        test_degradation: Any,
         last: dict | None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[Any, ...]:
@@ -197,9 +202,9 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
             return skip
         image_path, _ = _file(image)
         reference_path, reference_name = _file(reference)
-        same_inputs = last["key"] == _key(image_path, method, scale, test_on_my_image, tile_size)
+        same_inputs = last["key"] == _key(image_path, method, scale, test_on_my_image, tile_size, test_degradation)
         if not same_inputs or not Path(last["png"]).is_file():
-            return run_upscale(image, method, scale, reference, test_on_my_image, tile_size, progress)
+            return run_upscale(image, method, scale, reference, test_on_my_image, tile_size, test_degradation, progress)
         if last["reference"] == reference_path or test_on_my_image:
             return skip
         try:
@@ -218,6 +223,7 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
         reference: Any,
         test_on_my_image: bool,
         tile_size: Any,
+        test_degradation: Any = "bicubic",
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[Any, ...]:
         try:
@@ -233,6 +239,7 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
                 progress=_progress_sink(progress),
                 image_name=image_name,
                 reference_name=reference_name,
+                test_degradation=test_degradation,
             )
         except Exception as exc:
             raise _user_error(exc) from exc
@@ -280,6 +287,15 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
                             elem_id="test-on-my-image",
                             info="Treat the upload as the ground truth: shrink it by the scale (bicubic), upscale "
                             "it back with the method, and measure PSNR/SSIM against the original.",
+                        )
+                        degradation = gr.Dropdown(
+                            choices=handlers.degradation_choices(),
+                            value="bicubic",
+                            label="Test degradation",
+                            elem_id="test-degradation",
+                            info="With 'Test on my image': what happens to the shrunk image before upscaling. "
+                            "Photos from phones and the web are JPEGs, often noisy: the real-world models are "
+                            "trained for that, the others only for clean bicubic.",
                         )
                         reference = gr.Image(
                             label="Reference (high-resolution original, optional)",
@@ -341,7 +357,7 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
             for build_tab in extra_tabs:
                 build_tab(config)
 
-        upscale_inputs = [image, method, scale, reference, test_mode, tile]
+        upscale_inputs = [image, method, scale, reference, test_mode, tile, degradation]
         upscale_outputs = [slider, download, psnr, ssim, summary, last]
         heavy = {"concurrency_id": HEAVY_QUEUE, "concurrency_limit": config.concurrency_limit}
         run_upscale_gpu = gpu(120)(run_upscale)
@@ -356,7 +372,7 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
         )
         compare_button.click(
             gpu(300)(run_compare),
-            [image, scale, reference, test_mode, tile],
+            [image, scale, reference, test_mode, tile, degradation],
             [table, gallery],
             api_name="compare",
             preprocess=False,
@@ -366,7 +382,7 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
         )
         method.change(on_method, [method, scale], [scale, method_help], queue=False, api_visibility="private")
         gr.on(
-            [method.change, scale.change, reference.change, test_mode.change],
+            [method.change, scale.change, reference.change, test_mode.change, degradation.change],
             gpu(120)(live_update),
             [*upscale_inputs, last],
             upscale_outputs,

@@ -7,8 +7,9 @@ of the official zips: with ``data_files`` naming the HR zips the folder builder 
 
 Training samples (:class:`PatchDataset`) are random HR crops with a random flip and 90-degree rotation; the
 LR input is made from the augmented crop by :func:`sr_core.classical.downscale` (PIL's antialiased bicubic),
-the same function evaluation uses. Sample ``i`` depends only on ``(seed, i)``, so a run resumed at step ``s``
-or split over several processes sees exactly the patches an uninterrupted single run would.
+the same function evaluation uses, or by the realistic pipeline of :mod:`sr_core.degradations`. Sample ``i``
+depends only on ``(seed, i)``, so a run resumed at step ``s`` or split over several processes sees exactly the
+patches an uninterrupted single run would.
 
 Images whose shorter side is below the patch size are skipped (counted in ``PatchDataset.skipped``); colour
 modes are normalised to RGB by :func:`rgb_uint8` (grey is replicated, alpha dropped, 16-bit scaled to 8-bit).
@@ -29,6 +30,7 @@ import torch
 from PIL import Image
 
 from .classical import downscale
+from .degradations import DegradationConfig, degrade
 from .errors import OfflineError, SRError
 from .io import load_image, to_uint8
 
@@ -205,7 +207,15 @@ class PatchDataset(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, images: ImageList, *, patch_size: int, scale: int, seed: int, length: int, augment: bool = True
+        self,
+        images: ImageList,
+        *,
+        patch_size: int,
+        scale: int,
+        seed: int,
+        length: int,
+        augment: bool = True,
+        degradation: DegradationConfig | None = None,
     ) -> None:
         if patch_size % scale:
             raise ValueError(f"patch size {patch_size} is not a multiple of the scale {scale}")
@@ -215,6 +225,7 @@ class PatchDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.length = length
         self.augment = augment
+        self.degradation = degradation
         self.usable = [i for i in range(len(images)) if min(images.size(i)) >= patch_size]
         self.skipped = len(images) - len(self.usable)
         if self.skipped:
@@ -240,7 +251,8 @@ class PatchDataset(torch.utils.data.Dataset):
         hr = image[top : top + p, left : left + p]
         if self.augment:
             hr = augment(hr, bool(rng.integers(2)), int(rng.integers(4)))
-        lr = make_lr(np.ascontiguousarray(hr), self.scale)
+        hr = np.ascontiguousarray(hr)
+        lr = make_lr(hr, self.scale) if self.degradation is None else degrade(hr, self.scale, self.degradation, rng)
         return {
             "lr": torch.from_numpy(lr.transpose(2, 0, 1).copy()),
             "hr": torch.from_numpy(hr.transpose(2, 0, 1).copy()),

@@ -24,6 +24,7 @@ from PIL import Image
 
 from .classical import downscale, mod_crop
 from .data import DIV2K_HUB_FILES, DIV2K_HUB_ID, ImageList, iter_validation, rgb_uint8
+from .degradations import NAMED_DEGRADATIONS, check_named, degrade_named, spec_seed
 from .errors import SRError
 from .metrics import psnr, ssim
 from .pipeline import upscale
@@ -52,10 +53,14 @@ def score_image(
     *,
     baseline: UpscaleFn | None = None,
     y_channel: bool = True,
+    degrade: str = "bicubic",
 ) -> dict[str, Any]:
-    """One table row: ``{"name", "psnr", "ssim"}`` plus ``bicubic_psnr``/``bicubic_ssim`` with a baseline."""
+    """One table row: ``{"name", "psnr", "ssim"}`` plus ``bicubic_psnr``/``bicubic_ssim`` with a baseline.
+
+    The LR input is the bicubic downscale, then the named degradation ``degrade`` (fixed seed per image name).
+    """
     hr = mod_crop(hr, scale)
-    lr = downscale(hr, scale)
+    lr = make_eval_lr(hr, scale, degrade, name)
     target = rgb_uint8(hr)
     row: dict[str, Any] = {"name": name, "width": hr.width, "height": hr.height}
     for prefix, fn in (("", method), ("bicubic_", baseline)):
@@ -73,18 +78,28 @@ def score_image(
     return row
 
 
-def summarize(rows: Sequence[dict[str, Any]], *, method: str, scale: int, y_channel: bool = True) -> dict[str, Any]:
+def make_eval_lr(hr: Image.Image, scale: int, degrade: str = "bicubic", key: str = "") -> Image.Image:
+    """The evaluation LR of a (mod-cropped) HR image: PIL bicubic downscale, then the named degradation."""
+    lr = downscale(hr, scale)
+    return degrade_named(lr, degrade, seed=spec_seed(degrade, key)) if degrade != "bicubic" else lr
+
+
+def summarize(
+    rows: Sequence[dict[str, Any]], *, method: str, scale: int, y_channel: bool = True, degrade: str = "bicubic"
+) -> dict[str, Any]:
     """Sorted rows plus their means and a statement of the convention used."""
     rows = sorted(rows, key=lambda r: r["name"])
     keys = [k for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim") if rows and k in rows[0]]
     mean = {k: float(sum(r[k] for r in rows) / len(rows)) for k in keys} if rows else {}
     channel = "Y channel (BT.601, MATLAB rgb2ycbcr)" if y_channel else "RGB"
+    lr_note = "" if degrade == "bicubic" else f", then {NAMED_DEGRADATIONS[degrade]} (degradation '{degrade}')"
     return {
         "method": method,
         "scale": scale,
+        "degrade": degrade,
         "num_images": len(rows),
         "convention": f"PSNR (dB) and SSIM on the {channel}, {scale}-pixel border cropped, output rounded to "
-        f"8 bit; HR mod-cropped to a multiple of {scale}, LR by PIL bicubic downscaling",
+        f"8 bit; HR mod-cropped to a multiple of {scale}, LR by PIL bicubic downscaling{lr_note}",
         "images": list(rows),
         "mean": mean,
     }
@@ -115,24 +130,27 @@ def evaluate(
     y_channel: bool = True,
     cache_dir: str | os.PathLike | None = None,
     progress: ProgressCallback | None = None,
+    degrade: str = "bicubic",
 ) -> dict[str, Any]:
     """Score ``method`` (a method name, a save_pretrained() folder, or a callable PIL LR -> PIL SR) at ``scale``.
 
     ``data`` is a folder of HR images, an :class:`~sr_core.data.ImageList`, or an iterable of (name, PIL image).
     ``center_crop`` > 0 scores the central crop of that size; ``max_images`` > 0 scores the first images only.
+    ``degrade`` names a fixed degradation of the LR (:data:`sr_core.degradations.NAMED_DEGRADATIONS`).
     Returns :func:`summarize`'s dict (per-image rows under "images", averages under "mean").
     """
+    check_named(degrade)
     label, fn = _method_fn(method, scale, device, precision)
     base = _method_fn(baseline, scale, device, precision)[1] if baseline else None
     pairs, total = _as_pairs(data, center_crop=center_crop, max_images=max_images, cache_dir=cache_dir)
     rows = []
     for i, (name, hr) in enumerate(pairs):
-        rows.append(score_image(name, hr, fn, scale, baseline=base, y_channel=y_channel))
+        rows.append(score_image(name, hr, fn, scale, baseline=base, y_channel=y_channel, degrade=degrade))
         if progress is not None:
             progress(i + 1, total or i + 1)
     if not rows and total is not None:
         raise SRError(f"No images to evaluate in {data}")
-    return summarize(rows, method=label, scale=scale, y_channel=y_channel)
+    return summarize(rows, method=label, scale=scale, y_channel=y_channel, degrade=degrade)
 
 
 def _fmt(value: float, digits: int) -> str:
@@ -168,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-images", type=int, default=0, help="score only the first N images")
     parser.add_argument("--rgb", action="store_true", help="score on RGB instead of the Y channel")
     parser.add_argument("--no-baseline", action="store_true", help="do not score bicubic alongside")
+    parser.add_argument(
+        "--degrade",
+        default="bicubic",
+        choices=list(NAMED_DEGRADATIONS),
+        help="degrade the bicubic LR with a named, fixed-seed degradation: "
+        + "; ".join(f"{k}: {v}" for k, v in NAMED_DEGRADATIONS.items()),
+    )
     args = parser.parse_args(argv)
     try:
         result = evaluate(
@@ -180,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             precision=args.precision,
             y_channel=not args.rgb,
+            degrade=args.degrade,
         )
     except (SRError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

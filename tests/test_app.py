@@ -112,6 +112,7 @@ def test_named_endpoints_are_published(app):
         "reference",
         "test_on_my_image",
         "tile_size",
+        "test_degradation",
     ]
 
 

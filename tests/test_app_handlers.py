@@ -198,3 +198,36 @@ def test_extra_tab_hook(tmp_path, monkeypatch):
     labels = [c.get("props", {}).get("label") for c in demo.config["components"]]
     assert "Rate" in labels
     assert any(c.get("props", {}).get("elem_id") == "rate-body" for c in demo.config["components"])
+
+
+def test_test_degradation_is_applied_to_the_shrunk_image(tmp_path, config):
+    """Test mode with jpeg50: the LR is the bicubic shrink JPEG-encoded at quality 50 (rebuilt here with PIL)."""
+    import io
+
+    path = tmp_path / "photo.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(np.clip(gradient(96, 80) + rng.normal(0, 12, (80, 96, 3)), 0, 255).astype(np.uint8)).save(path)
+    clean = handlers.upscale_image(str(path), "bicubic", 4, test_on_my_image=True, config=config)
+    jpeg = handlers.upscale_image(
+        str(path), "bicubic", 4, test_on_my_image=True, config=config, test_degradation="jpeg50"
+    )
+    shrunk = Image.open(path).convert("RGB").resize((24, 20), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    shrunk.save(buffer, format="JPEG", quality=50)
+    np.testing.assert_array_equal(np.asarray(jpeg.low_res), np.asarray(Image.open(buffer).convert("RGB")))
+    assert jpeg.metrics.psnr < clean.metrics.psnr
+    assert any("jpeg50" in n for n in jpeg.notes)
+    rows = handlers.compare_methods(
+        str(path), 4, test_on_my_image=True, config=config, test_degradation="noise10+jpeg75"
+    ).rows
+    assert rows and all(r[1] is not None for r in rows)
+
+
+def test_test_degradation_errors_and_notes(tmp_path, config):
+    path = tmp_path / "g.png"
+    Image.fromarray(gradient(40, 32)).save(path)
+    with pytest.raises(ValueError, match="Unknown test degradation"):
+        handlers.upscale_image(str(path), "bicubic", 2, test_on_my_image=True, config=config, test_degradation="x")
+    out = handlers.upscale_image(str(path), "bicubic", 2, config=config, test_degradation="jpeg75")
+    assert out.low_res.size == (40, 32) and any("only with 'Test on my image'" in n for n in out.notes)
+    assert [name for _, name in handlers.degradation_choices()][0] == "bicubic"

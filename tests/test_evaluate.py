@@ -104,3 +104,44 @@ def test_centre_crop_and_limit(hr_folder):
     result = evaluate("bicubic", 2, hr_folder, center_crop=32, max_images=1, baseline=None)
     assert result["num_images"] == 1 and (result["images"][0]["width"], result["images"][0]["height"]) == (32, 32)
     assert "| **mean (1)** |" in format_markdown(result)
+
+
+def test_degrade_scores_the_named_degradation_of_the_bicubic_lr(hr_folder):
+    """--degrade jpeg50: the LR is PIL bicubic, then a quality-50 JPEG, checked by building it independently."""
+    import io
+
+    result = evaluate(nearest_upscaler, 4, hr_folder, degrade="jpeg50")
+    clean = evaluate(nearest_upscaler, 4, hr_folder)
+    assert result["degrade"] == "jpeg50" and "JPEG quality 50" in result["convention"]
+    for row, clean_row in zip(result["images"], clean["images"], strict=True):
+        full = np.asarray(Image.open(hr_folder / row["name"]).convert("RGB"))
+        hr = full[: full.shape[0] // 4 * 4, : full.shape[1] // 4 * 4]
+        lr = Image.fromarray(hr).resize((hr.shape[1] // 4, hr.shape[0] // 4), Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        lr.save(buffer, format="JPEG", quality=50)
+        sr = np.asarray(Image.open(buffer).convert("RGB").resize((hr.shape[1], hr.shape[0]), Image.NEAREST))
+        assert row["psnr"] == pytest.approx(reference_scores(sr, hr, 4)[0], abs=1e-6)
+        assert row["bicubic_psnr"] < clean_row["bicubic_psnr"]
+
+
+def test_degrade_is_reproducible_and_the_cli_takes_it(hr_folder, capsys):
+    a = evaluate("bicubic", 4, hr_folder, degrade="noise10+jpeg75", baseline=None)
+    b = evaluate("bicubic", 4, hr_folder, degrade="noise10+jpeg75", baseline=None)
+    assert a["mean"] == b["mean"]
+    with pytest.raises(ValueError, match="unknown degradation"):
+        evaluate("bicubic", 4, hr_folder, degrade="jpeg10")
+    assert main(["--method", "bilinear", "--data", str(hr_folder), "--degrade", "blur+jpeg60"]) == 0
+    assert "Gaussian blur" in capsys.readouterr().out
+
+
+def test_compare_models_takes_degrade_and_draws_the_input(hr_folder, tmp_path, capsys):
+    from train.compare_models import main as compare
+
+    figure = tmp_path / "fig.png"
+    code = compare(["--data", str(hr_folder), "--scale", "4", "--methods", "bicubic", "nearest",
+                    "--degrade", "jpeg75", "--figure", str(figure), "--box", "0", "0", "32"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "LR jpeg75" in out and "| bicubic |" in out and "| nearest |" in out
+    # Ground truth, the degraded input and two methods, each 32 px at 3x zoom with a gap of 6.
+    assert Image.open(figure).width == 4 * 96 + 3 * 6

@@ -107,6 +107,17 @@ def test_config_files_load_and_x2_variants():
     assert gan.loss.vgg_feature_scale == pytest.approx(1 / 12.75)
 
 
+def test_real_photo_configs_use_the_realistic_degradations():
+    real = load_config(ROOT / "train/configs/real_srresnet_x4.yaml")
+    assert (real.data.degradation, real.train.stage, real.train.init_from) == ("realistic", "srresnet", "srresnet")
+    assert real.data.realistic.clean_prob == pytest.approx(0.1) and real.data.realistic.noise_range == [1.0, 25.0]
+    assert real.data.realistic.kernel_list[0] == "iso"  # unset keys keep Real-ESRGAN's defaults
+    gan = load_config(ROOT / "train/configs/real_srgan_x4.yaml")
+    assert (gan.train.stage, gan.train.init_from, gan.data.degradation) == ("srgan", "real-srresnet", "realistic")
+    assert gan.data.realistic == real.data.realistic
+    assert load_config(ROOT / "train/configs/srresnet_x4.yaml").data.degradation == "bicubic"
+
+
 def test_overrides_are_typed():
     config = load_config(None, ["train.steps=1000", "train.lr=2e-4", "train.milestones=[10, 20]",
                                 "data.train_dir=/x", "data.val_dir=null", "validate_every=0"])  # fmt: skip
@@ -131,6 +142,11 @@ def test_overrides_are_typed():
         ("loss.feature_matching_weight=0.1", "loss.feature_matching_weight"),
         ("loss.feature_matching_weight=-1", "loss.feature_matching_weight"),
         ("train.steps", "train.steps"),
+        ("data.degradation=real", "data.degradation"),
+        ("data.val_degrade=jpeg10", "data.val_degrade"),
+        ("data.realistic.noise_range=[9, 1]", "data.realistic.noise_range"),
+        ("data.realistic.jpeg_prob=2", "data.realistic.jpeg_prob"),
+        ("data.realistic.bogus=1", "data.realistic.bogus"),
     ],
 )
 def test_bad_override_is_rejected_naming_the_key(override, key):
@@ -175,6 +191,25 @@ def test_stage1_end_to_end(stage1_run, image_folders):
     result = evaluate(str(out / "last"), 4, image_folders[1])
     assert result["mean"]["psnr"] == pytest.approx(info["val"]["psnr"], abs=0.02)
     assert load_config(out / "config.yaml").train.steps == 4
+
+
+def test_realistic_degradation_run_trains_and_validates_on_degraded_lr(image_folders, tmp_path, capsys):
+    out = tmp_path / "real"
+    code = run(image_folders, out, "train.steps=2", "data.degradation=realistic", "data.val_degrade=jpeg75",
+               "train.precise_bn_batches=1", "data.realistic.noise_range=[5, 10]")  # fmt: skip
+    assert code == EXIT_OK
+    assert "LR jpeg75" in capsys.readouterr().out
+    assert len(train_records(out)) == 2 and (out / "best" / "model.safetensors").is_file()
+
+
+def test_init_from_a_shipped_method_name(tmp_path, weights_dir, monkeypatch):
+    from train.train import build_generator
+
+    monkeypatch.setenv("SR_STUDIO_WEIGHTS_DIR", str(weights_dir))
+    model = build_generator(load_config(None, ["train.init_from=srresnet", "data.train_dir=x", "data.val_dir=y"]))
+    assert model.scale == 4 and model.config.channels == 8  # the tiny x4 model of the weights fixture
+    with pytest.raises(ConfigError, match="neither a folder nor a shipped model"):
+        build_generator(load_config(None, ["train.init_from=nope", "data.train_dir=x", "data.val_dir=y"]))
 
 
 def test_resume_continues_exactly(image_folders, tmp_path):

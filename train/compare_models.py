@@ -1,8 +1,8 @@
 """Model-card figures: PSNR/SSIM and high-frequency energy per method on a validation folder, plus one image of
 side-by-side crops (HR, bicubic, and each model) so the difference can be seen.
 
-    python train/compare_models.py --data ../shared/data/val --scale 4 --methods bicubic srresnet srgan \
-        --figure sr_core/weights/side_by_side_x4.png [--image NAME --box X Y SIZE]
+    python train/compare_models.py --data path/to/val_hr --scale 4 --methods bicubic srresnet srgan \
+        --figure sr_core/weights/side_by_side_x4.png [--image NAME --box X Y SIZE] [--degrade jpeg75]
 
 The high-frequency ratio is the output's spectral energy above half the Nyquist frequency divided by the ground
 truth's (Y channel, border cropped): 1.0 means as much fine detail as the original.
@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sr_core import upscale  # noqa: E402
-from sr_core.classical import downscale, mod_crop  # noqa: E402
+from sr_core.classical import mod_crop  # noqa: E402
 from sr_core.data import ImageList, rgb_uint8  # noqa: E402
+from sr_core.degradations import NAMED_DEGRADATIONS  # noqa: E402
+from sr_core.evaluate import make_eval_lr  # noqa: E402
 from sr_core.metrics import high_frequency_ratio, psnr, ssim  # noqa: E402
 
 LABEL_HEIGHT = 22
@@ -56,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         help="crop of the HR image for the figure (default: a centred 96x96)",
     )
     p.add_argument("--zoom", type=int, default=3)
+    p.add_argument(
+        "--degrade",
+        default="bicubic",
+        choices=list(NAMED_DEGRADATIONS),
+        help="named degradation of the bicubic LR, as in python -m sr_core.evaluate --degrade",
+    )
     args = p.parse_args(argv)
 
     images = ImageList.from_source(args.data, split="validation")
@@ -64,13 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(len(images)):
         name = images.name(i)
         hr = mod_crop(Image.fromarray(images.rgb(i)), args.scale)
-        lr = downscale(hr, args.scale)
+        lr = make_eval_lr(hr, args.scale, args.degrade, name)
         target = rgb_uint8(hr)
         chosen = name == args.image if args.image else i == 0
         if chosen:
             x, y, size = args.box or ((hr.width - 96) // 2, (hr.height - 96) // 2, 96)
             box = (x, y, x + size, y + size)
             figure_crops.append(("ground truth (HR)", hr.crop(box)))
+            if args.degrade != "bicubic":
+                lr_box = tuple(v // args.scale for v in box)
+                figure_crops.append((f"input ({args.degrade}), nearest", lr.crop(lr_box)))
         for method in args.methods:
             out = upscale(lr, method=method, scale=args.scale, precision="fp32")
             arr = rgb_uint8(out)
@@ -83,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             if chosen:
                 figure_crops.append((f"{method} x{args.scale}", out.crop(box)))
-    print(f"| method (x{args.scale}, {len(images)} images) | PSNR (dB, Y) | SSIM (Y) | high-frequency energy ratio |")
+    where = "" if args.degrade == "bicubic" else f", LR {args.degrade}"
+    title = f"method (x{args.scale}, {len(images)} images{where})"
+    print(f"| {title} | PSNR (dB, Y) | SSIM (Y) | high-frequency energy ratio |")
     print("| --- | ---: | ---: | ---: |")
     for method, values in rows.items():
         mean = np.mean(np.array(values), axis=0)

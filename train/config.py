@@ -17,10 +17,13 @@ from typing import Any
 
 import yaml
 
+from sr_core.degradations import NAMED_DEGRADATIONS, DegradationConfig
+
 STAGES = ("srresnet", "srgan")
 SCHEDULES = ("constant", "multistep", "cosine")
 PIXEL_LOSSES = ("mse", "l1")
 MIXED_PRECISION = ("no", "fp16", "bf16")
+DEGRADATIONS = ("bicubic", "realistic")
 SCALES = (2, 4, 8)
 MIN_DISCRIMINATOR_PATCH = 32
 _YAML11_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n"}
@@ -48,6 +51,9 @@ class DataConfig:
     subimage_dir: str | None = None
     val_center_crop: int = 0
     val_max_images: int = 0
+    degradation: str = "bicubic"
+    realistic: DegradationConfig = field(default_factory=DegradationConfig)
+    val_degrade: str = "bicubic"
 
 
 @dataclass
@@ -304,6 +310,12 @@ def validate(config: Config) -> Config:
         f"must be 0 (whole images) or a multiple of model.scale ({m.scale})",
     )
     _check(d.val_max_images >= 0, "data.val_max_images", "must be >= 0 (0 = all)")
+    _check(d.degradation in DEGRADATIONS, "data.degradation", f"must be one of {DEGRADATIONS}")
+    _check(d.val_degrade in NAMED_DEGRADATIONS, "data.val_degrade", f"must be one of {tuple(NAMED_DEGRADATIONS)}")
+    try:
+        d.realistic.validate()
+    except ValueError as exc:
+        raise ConfigError(f"data.realistic.{exc}") from exc
     _check(bool(d.train_dir) or bool(d.hub_id), "data.train_dir", "set a folder of images or data.hub_id")
     if c.validate_every > 0 and d.train_dir and not d.val_dir:
         raise ConfigError(

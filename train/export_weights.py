@@ -24,6 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sr_core.degradations import NAMED_DEGRADATIONS  # noqa: E402
 from sr_core.evaluate import evaluate  # noqa: E402
 from sr_core.models import load_pretrained  # noqa: E402
 from sr_core.registry import PACKAGE_WEIGHTS_DIR, write_manifest_entry  # noqa: E402
@@ -42,6 +43,11 @@ def hardware() -> str:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return f"{cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}"
+
+
+def _scores(result: dict) -> dict[str, float]:
+    """The rounded mean PSNR/SSIM of an evaluation, with bicubic's."""
+    return {k: round(v, 3 if k.endswith("psnr") else 4) for k, v in result["mean"].items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         "default: the run's own step",
     )
     p.add_argument("--notes", default="")
+    p.add_argument(
+        "--degrade",
+        nargs="*",
+        default=[],
+        choices=[k for k in NAMED_DEGRADATIONS if k != "bicubic"],
+        help="also evaluate on these named degradations of the LR (recorded under evaluation.degraded)",
+    )
     p.add_argument("--weights-dir", type=Path, default=PACKAGE_WEIGHTS_DIR)
     args = p.parse_args(argv)
 
@@ -89,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         "bicubic_ssim": round(fp32["mean"]["bicubic_ssim"], 4),
         "fp16_storage_psnr_delta": round(delta, 4),
     }
+    if args.degrade:
+        evaluation["degraded"] = {
+            spec: _scores(evaluate(source, scale, args.eval_data, degrade=spec)) for spec in args.degrade
+        }
     training = {
         "command": args.command,
         "config": config,

@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a script: import the repository's packag
 
 import argparse  # noqa: E402
 import bisect  # noqa: E402
+import copy  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import shutil  # noqa: E402
@@ -46,6 +47,7 @@ from sr_core.io import from_array, to_array  # noqa: E402
 from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss, feature_matching_loss  # noqa: E402
 from sr_core.models import Discriminator, SRResNet, load_pretrained  # noqa: E402
 from sr_core.pipeline import DEFAULT_TILE_SIZE, model_forward_array  # noqa: E402
+from sr_core.registry import get_method, load_model  # noqa: E402
 from train.checkpoint import find_checkpoint, save_checkpoint, swap_in, write_json_atomic  # noqa: E402
 from train.config import Config, ConfigError, dump_config, load_config  # noqa: E402
 from train.ema import EMA  # noqa: E402
@@ -95,17 +97,28 @@ def lr_factor(config: Config) -> Callable[[int], float]:
     return factor
 
 
+def _shipped_generator(name: str, scale: int) -> nn.Module | None:
+    """A copy of the registered model method ``name`` at ``scale`` (or its largest scale), or None."""
+    try:
+        method = get_method(name)
+    except SRError:
+        return None
+    if method.kind != "model":
+        return None
+    return copy.deepcopy(load_model(method, scale if scale in method.scales else max(method.scales)))
+
+
 def build_generator(config: Config) -> SRResNet:
-    """A fresh SRResNet from ``model.*``, or the one in ``train.init_from`` (a save_pretrained folder)."""
+    """A fresh SRResNet from ``model.*``, or ``train.init_from``: a save_pretrained folder or a shipped method."""
     m, init = config.model, config.train.init_from
     if not init:
         return SRResNet(scale=m.scale, num_blocks=m.num_blocks, channels=m.channels)
-    if not Path(init).is_dir():
+    model = load_pretrained(init) if Path(init).is_dir() else _shipped_generator(init, m.scale)
+    if model is None:
         raise ConfigError(
-            f"train.init_from: {init} is not a folder; train stage 1 first "
-            "(its output_dir/best), or set train.init_from=null"
+            f"train.init_from: {init} is neither a folder nor a shipped model method (sr-upscale --list); "
+            "train stage 1 first (its output_dir/best), or set train.init_from=null"
         )
-    model = load_pretrained(init)
     if not isinstance(model, SRResNet):
         raise ConfigError(f"train.init_from: {init} holds a {type(model).__name__}, not an SRResNet generator")
     if model.scale != m.scale:
@@ -370,13 +383,14 @@ def validate(trainer: Trainer, images: ImageList) -> dict[str, Any]:
                 images.subset(mine),
                 center_crop=d.val_center_crop,
                 baseline=None if cache else "bicubic",
+                degrade=d.val_degrade,
             )["images"]
         if cache:
             for row in rows:
                 row.update(cache[row["name"]])
         else:
             cache.update({row["name"]: {k: row[k] for k in ("bicubic_psnr", "bicubic_ssim")} for row in rows})
-    return summarize(gather_object(rows), method="validation", scale=scale)
+    return summarize(gather_object(rows), method="validation", scale=scale, degrade=d.val_degrade)
 
 
 def export_generator(model: nn.Module, directory: Path, info: dict[str, Any]) -> None:
@@ -409,7 +423,8 @@ def _val_line(step: int, metrics: dict[str, Any], best: bool) -> str:
     m = metrics["mean"]
     return (
         f"step {step}: val PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f} "
-        f"(bicubic {m['bicubic_psnr']:.2f} / {m['bicubic_ssim']:.4f}, {metrics['num_images']} images)"
+        f"(bicubic {m['bicubic_psnr']:.2f} / {m['bicubic_ssim']:.4f}, {metrics['num_images']} images"
+        f"{', LR ' + metrics['degrade'] if metrics.get('degrade', 'bicubic') != 'bicubic' else ''})"
         + (" - new best" if best else "")
     )
 
@@ -443,17 +458,19 @@ def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | N
     with acc.main_process_first():
         train_images = training_images(config, acc)
         val_images = load_images(config, "validation") if config.validate_every > 0 else None
+    degradation = d.realistic if d.degradation == "realistic" else None
     dataset = PatchDataset(
         train_images,
         patch_size=d.patch_size,
         scale=config.model.scale,
         seed=config.seed,
         length=t.steps * d.batch_size * acc.num_processes,
+        degradation=degradation,
     )
     if t.precise_bn_batches > 0:
         calibration_set = PatchDataset(
             train_images, patch_size=d.patch_size, scale=config.model.scale, seed=config.seed + 7919,
-            length=t.precise_bn_batches * d.batch_size,
+            length=t.precise_bn_batches * d.batch_size, degradation=degradation,
         )  # fmt: skip
         trainer.calibration = calibration_batches(calibration_set, t.precise_bn_batches, d.batch_size)
     loader = DataLoader(

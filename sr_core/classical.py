@@ -28,6 +28,7 @@ __all__ = [
     "SUPPORTED_SCALES",
     "downscale",
     "mod_crop",
+    "resize_array",
     "upscale_array",
 ]
 
@@ -247,6 +248,28 @@ def upscale_array(array: np.ndarray, method: str, scale: int) -> np.ndarray:
             result = _fourier_plane(plane, scale)
         else:
             result = _pil_resize_plane(plane, (width * scale, height * scale), _PIL_FILTERS[method])
+        np.clip(result, 0.0, 1.0, out=out[:, :, c], casting="unsafe")
+    return out[:, :, 0] if squeeze else out
+
+
+def resize_array(array: np.ndarray, size: tuple[int, int], method: str = "lanczos") -> np.ndarray:
+    """Resize an HxWxC float image in [0, 1] to ``size`` = (width, height) with a PIL kernel, any factor.
+
+    The fractional-scale counterpart of :func:`upscale_array` for ``nearest``, ``bilinear``, ``bicubic`` and
+    ``lanczos`` (``fourier`` needs an integer scale). Channels are resized independently on float32 planes, so
+    16-bit data and alpha keep their precision; the result is float32 clipped to [0, 1].
+    """
+    if method not in _PIL_FILTERS:
+        valid = ", ".join(_PIL_FILTERS)
+        raise UnknownMethodError(f"{method!r} cannot resize to an arbitrary size; use one of: {valid}")
+    width, height = (int(v) for v in size)
+    if width < 1 or height < 1:
+        raise ValueError(f"target size must be at least 1x1, got {width}x{height}")
+    squeeze = np.ndim(array) == 2
+    image = _as_float_image(array)
+    out = np.empty((height, width, image.shape[2]), dtype=np.float32)
+    for c in range(image.shape[2]):
+        result = _pil_resize_plane(image[:, :, c], (width, height), _PIL_FILTERS[method])
         np.clip(result, 0.0, 1.0, out=out[:, :, c], casting="unsafe")
     return out[:, :, 0] if squeeze else out
 

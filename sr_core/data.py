@@ -17,6 +17,7 @@ modes are normalised to RGB by :func:`rgb_uint8` (grey is replicated, alpha drop
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -31,7 +32,7 @@ from PIL import Image
 
 from .classical import downscale
 from .degradations import DegradationConfig, degrade
-from .errors import OfflineError, SRError
+from .errors import ImageLoadError, OfflineError, SRError
 from .io import load_image, to_uint8
 
 logger = logging.getLogger(__name__)
@@ -182,6 +183,35 @@ class ImageList(Sequence):
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             return img.size
 
+    def probe(self, i: int) -> tuple[int, int]:
+        """(width, height) after checking the file's structure (PNG chunk checksums, truncation) without a decode.
+
+        Raises ImageLoadError naming the file when it is not a readable image.
+        """
+        import io
+
+        source = self._source(i)
+        try:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+                size = img.size
+                img.verify()
+        except Image.UnidentifiedImageError as exc:
+            raise ImageLoadError(f"{self.name(i)}: not an image file") from exc
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
+            raise ImageLoadError(f"{self.name(i)}: not a readable image ({type(exc).__name__}: {exc})") from exc
+        return size
+
+    def readable(self) -> tuple[ImageList, list[str]]:
+        """This list without the files :meth:`probe` rejects, and one message per rejected file."""
+        keep, problems = [], []
+        for i in range(len(self)):
+            try:
+                self.probe(i)
+                keep.append(i)
+            except ImageLoadError as exc:
+                problems.append(str(exc))
+        return self.subset(keep), problems
+
     def subset(self, positions: Sequence[int]) -> ImageList:
         """The images at the given positions of this list, in that order."""
         return ImageList(self.dataset, [self.indices[p] for p in positions])
@@ -226,8 +256,19 @@ class PatchDataset(torch.utils.data.Dataset):
         self.length = length
         self.augment = augment
         self.degradation = degradation
-        self.usable = [i for i in range(len(images)) if min(images.size(i)) >= patch_size]
-        self.skipped = len(images) - len(self.usable)
+        self.unreadable: list[str] = []
+        self.usable = []
+        for i in range(len(images)):
+            try:
+                if min(images.probe(i)) >= patch_size:
+                    self.usable.append(i)
+            except ImageLoadError as exc:
+                self.unreadable.append(str(exc))
+        if self.unreadable:
+            logger.warning(
+                "Skipping %d unreadable training image(s): %s", len(self.unreadable), "; ".join(self.unreadable)
+            )
+        self.skipped = len(images) - len(self.usable) - len(self.unreadable)
         if self.skipped:
             logger.warning(
                 "Skipping %d of %d images smaller than the %dx%d patch",
@@ -237,14 +278,36 @@ class PatchDataset(torch.utils.data.Dataset):
                 patch_size,
             )
         if not self.usable:
-            raise SRError(f"None of the {len(images)} training images is at least {patch_size}x{patch_size} pixels")
+            raise SRError(
+                f"None of the {len(images)} training images is readable and at least {patch_size}x{patch_size} pixels"
+            )
+        self._failed: set[int] = set()
 
     def __len__(self) -> int:
         return self.length
 
+    def sibling(self, *, seed: int, length: int) -> PatchDataset:
+        """The same images and settings with another seed and length, without probing the files again."""
+        other = copy.copy(self)
+        other.seed, other.length, other._failed = seed, length, set()
+        return other
+
+    def _draw_image(self, rng: np.random.Generator) -> np.ndarray:
+        """A random usable image; one that fails to decode (truncated past its header) is logged once and
+        replaced by another draw from the same generator, so the run goes on and stays deterministic."""
+        for _ in range(len(self.usable)):
+            position = self.usable[int(rng.integers(len(self.usable)))]
+            try:
+                return self.images.rgb(position)
+            except ImageLoadError as exc:
+                if position not in self._failed:
+                    self._failed.add(position)
+                    logger.warning("Skipping a training image that fails to decode: %s", exc)
+        raise SRError("The training images fail to decode; check the data folder")
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(index)])
-        image = self.images.rgb(self.usable[int(rng.integers(len(self.usable)))])
+        image = self._draw_image(rng)
         p = self.patch_size
         top = int(rng.integers(image.shape[0] - p + 1))
         left = int(rng.integers(image.shape[1] - p + 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -267,7 +268,94 @@ def test_killed_during_save_leaves_a_loadable_last(image_folders, tmp_path, monk
     assert find_checkpoint(out) == out / "checkpoints/prev"
     assert run(image_folders, out, "train.steps=4", "--resume") == EXIT_OK
     assert json.loads((out / "checkpoints/last" / MARKER).read_text())["step"] == 4
-    assert not list((out / "checkpoints").glob(".tmp-*")) and not (out / "checkpoints/prev").exists()
+    assert not list((out / "checkpoints").glob(".tmp-*"))
+    assert json.loads((out / "checkpoints/prev" / MARKER).read_text())["step"] == 2  # the one before last
+
+
+# --------------------------------------------------------------------------------------------- faults
+
+
+@pytest.fixture
+def two_checkpoints(image_folders, tmp_path) -> Path:
+    """A run at step 4 with checkpoints/last (step 4) and checkpoints/prev (step 2)."""
+    out = tmp_path / "run"
+    assert run(image_folders, out, "train.steps=4", "validate_every=0") == EXIT_OK
+    assert json.loads((out / "checkpoints/prev" / MARKER).read_text())["step"] == 2
+    return out
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset % len(data)] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["truncate-model", "flip-optimizer", "garbage-rng"])
+def test_damaged_last_checkpoint_falls_back_to_prev(image_folders, two_checkpoints, capsys, damage):
+    out, last = two_checkpoints, two_checkpoints / "checkpoints/last"
+    if damage == "truncate-model":
+        (last / "model.safetensors").write_bytes((last / "model.safetensors").read_bytes()[:100])
+    elif damage == "flip-optimizer":
+        _flip_byte(last / "optimizer.bin", 200)
+    else:
+        (last / "random_states_0.pkl").write_bytes(b"not a pickle")
+    capsys.readouterr()
+    assert run(image_folders, out, "train.steps=6", "validate_every=0", "--resume") == EXIT_OK
+    text = capsys.readouterr().out
+    assert "warning:" in text and "resumed from the older" in text and "at step 2" in text
+    assert json.loads((out / "checkpoints/last" / MARKER).read_text())["step"] == 6
+    assert [r["step"] for r in train_records(out)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_no_usable_checkpoint_is_one_sentence_and_exit_2(image_folders, two_checkpoints, capsys):
+    out = two_checkpoints
+    for name in ("last", "prev"):
+        _flip_byte(out / "checkpoints" / name / "model.safetensors", 5)
+    capsys.readouterr()
+    assert run(image_folders, out, "train.steps=6", "validate_every=0", "--resume") == EXIT_CONFIG
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "no usable checkpoint" in lines[0] and "model.safetensors" in lines[0]
+
+
+def test_unrestorable_rng_state_is_an_error_unless_resume_loose(image_folders, two_checkpoints, capsys):
+    out = two_checkpoints
+    shutil.rmtree(out / "checkpoints/prev")
+    last = out / "checkpoints/last"
+    (last / "random_states_0.pkl").write_bytes(b"garbage")
+    assert run(image_folders, out, "train.steps=6", "validate_every=0", "--resume") == EXIT_CONFIG
+    assert "--resume-loose" in capsys.readouterr().out
+    # An old-format checkpoint without checksums: the restore itself is checked.
+    marker = json.loads((last / MARKER).read_text())
+    marker.pop("files")
+    (last / MARKER).write_text(json.dumps(marker))
+    assert run(image_folders, out, "train.steps=6", "validate_every=0", "--resume") == EXIT_CONFIG
+    assert "random-number state cannot be restored" in capsys.readouterr().out
+    assert run(image_folders, out, "train.steps=6", "validate_every=0", "--resume", "--resume-loose") == EXIT_OK
+    assert "random-number state not restored" in capsys.readouterr().out
+
+
+def test_torn_log_line_is_dropped_on_resume(image_folders, two_checkpoints):
+    out = two_checkpoints
+    with open(out / "log.jsonl", "a") as f:
+        f.write('{"step": 5, "loss": 0.')
+    assert run(image_folders, out, "train.steps=6", "validate_every=0", "--resume") == EXIT_OK
+    assert [r["step"] for r in train_records(out)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_unreadable_training_images_are_listed_once_and_skipped(image_folders, tmp_path, caplog):
+    train_dir = tmp_path / "train"
+    shutil.copytree(image_folders[0], train_dir)
+    (train_dir / "notes.png").write_text("this is text, not an image")
+    good = (train_dir / "img0.png").read_bytes()
+    (train_dir / "cut.png").write_bytes(good[: len(good) // 2])
+    val_dir = tmp_path / "val"
+    shutil.copytree(image_folders[1], val_dir)
+    (val_dir / "bad.png").write_bytes(b"\x89PNG broken")
+    with caplog.at_level("WARNING"):
+        code = run((train_dir, val_dir), tmp_path / "run", "train.steps=2", "train.precise_bn_batches=1")
+    assert code == EXIT_OK
+    warnings = [r.getMessage() for r in caplog.records if "unreadable training image" in r.getMessage()]
+    assert len(warnings) == 1 and "notes.png" in warnings[0] and "cut.png" in warnings[0]
 
 
 # --------------------------------------------------------------------------------------------- stage 2

@@ -48,7 +48,13 @@ from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss, feature_m
 from sr_core.models import Discriminator, SRResNet, load_pretrained  # noqa: E402
 from sr_core.pipeline import DEFAULT_TILE_SIZE, model_forward_array  # noqa: E402
 from sr_core.registry import get_method, load_model  # noqa: E402
-from train.checkpoint import find_checkpoint, save_checkpoint, swap_in, write_json_atomic  # noqa: E402
+from train.checkpoint import (  # noqa: E402
+    find_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    swap_in,
+    write_json_atomic,
+)
 from train.config import Config, ConfigError, dump_config, load_config  # noqa: E402
 from train.ema import EMA  # noqa: E402
 from train.precise_bn import calibration_batches, recalibrated  # noqa: E402
@@ -407,11 +413,20 @@ def _append_log(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def _log_step(line: str) -> int | None:
+    """The step of one log line, or None for a torn or foreign line (a crash in the middle of an append)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return int(record.get("step", 0)) if isinstance(record, dict) else None
+
+
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop records after ``step`` (written by a run that died after its last checkpoint)."""
+    """Drop records after ``step`` (written by a run that died after its last checkpoint) and torn lines."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    keep = [line for line in path.read_text().splitlines() if (s := _log_step(line)) is not None and s <= step]
     path.write_text("".join(line + "\n" for line in keep))
 
 
@@ -429,7 +444,7 @@ def _val_line(step: int, metrics: dict[str, Any], best: bool) -> str:
     )
 
 
-def train(config: Config, *, resume: bool = False, resume_from: str | None = None) -> int:
+def train(config: Config, *, resume: bool = False, resume_from: str | None = None, loose: bool = False) -> int:
     """Run (or resume) the configured stage; returns a process exit code (0 ok, 2 bad setup, 3 diverged)."""
     out = Path(config.output_dir)
     accelerator = Accelerator(
@@ -439,7 +454,7 @@ def train(config: Config, *, resume: bool = False, resume_from: str | None = Non
         step_scheduler_with_optimizer=False,
     )
     try:
-        return _run(config, accelerator, resume=resume, resume_from=resume_from)
+        return _run(config, accelerator, resume=resume, resume_from=resume_from, loose=loose)
     except (SRError, ConfigError) as exc:
         accelerator.print(f"error: {exc}")
         return EXIT_CONFIG
@@ -447,7 +462,7 @@ def train(config: Config, *, resume: bool = False, resume_from: str | None = Non
         accelerator.end_training()
 
 
-def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | None) -> int:
+def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | None, loose: bool = False) -> int:
     out = Path(config.output_dir)
     ckpt_root = out / "checkpoints"
     t, d = config.train, config.data
@@ -458,6 +473,12 @@ def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | N
     with acc.main_process_first():
         train_images = training_images(config, acc)
         val_images = load_images(config, "validation") if config.validate_every > 0 else None
+    if val_images is not None:
+        val_images, unreadable = val_images.readable()
+        if unreadable:
+            acc.print(f"warning: skipping {len(unreadable)} unreadable validation image(s): {'; '.join(unreadable)}")
+        if not len(val_images):
+            raise ConfigError("data.val_dir: none of the validation images is readable")
     degradation = d.realistic if d.degradation == "realistic" else None
     dataset = PatchDataset(
         train_images,
@@ -468,10 +489,7 @@ def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | N
         degradation=degradation,
     )
     if t.precise_bn_batches > 0:
-        calibration_set = PatchDataset(
-            train_images, patch_size=d.patch_size, scale=config.model.scale, seed=config.seed + 7919,
-            length=t.precise_bn_batches * d.batch_size, degradation=degradation,
-        )  # fmt: skip
+        calibration_set = dataset.sibling(seed=config.seed + 7919, length=t.precise_bn_batches * d.batch_size)
         trainer.calibration = calibration_batches(calibration_set, t.precise_bn_batches, d.batch_size)
     loader = DataLoader(
         dataset,
@@ -488,10 +506,9 @@ def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | N
 
     log_path = out / "log.jsonl"
     if resume or resume_from:
-        found = find_checkpoint(resume_from or ckpt_root)
-        if found is None:
-            raise ConfigError(f"--resume: no complete checkpoint in {resume_from or ckpt_root}")
-        acc.load_state(str(found))
+        found, warnings = load_checkpoint(acc, resume_from or ckpt_root, loose=loose)
+        for warning in warnings:
+            acc.print(f"warning: {warning}")
         marker = json.loads((found / "checkpoint.json").read_text())
         if marker.get("num_processes", acc.num_processes) != acc.num_processes:
             acc.print(
@@ -604,6 +621,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Confi
     parser.add_argument("--config", help="YAML file (train/configs/*.yaml); keys not in it keep their defaults")
     parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/last")
     parser.add_argument("--resume-from", metavar="DIR", help="continue from this checkpoint (or run) folder")
+    parser.add_argument(
+        "--resume-loose",
+        action="store_true",
+        help="resume even when the checkpoint's random-number state cannot be restored (not an exact continuation)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     args = parser.parse_intermixed_args(argv)
     config_path = args.config
@@ -621,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return train(config, resume=args.resume, resume_from=args.resume_from)
+    return train(config, resume=args.resume, resume_from=args.resume_from, loose=args.resume_loose)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .atomic import atomic_path, write_json_atomic
 from .classical import downscale
 from .degradations import DegradationConfig, degrade
 from .errors import ImageLoadError, OfflineError, SRError
 from .io import load_image, to_uint8
+from .progress import ProgressCallback
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,6 @@ DIV2K_HUB_FILES = {"train": "DIV2K_train_HR.zip", "validation": "DIV2K_valid_HR.
 HUB_TIMEOUT_S = 10.0
 SUBIMAGE_MARKER = ".subimages.json"
 
-ProgressCallback = Callable[[int, int], None]
 
 
 def _offline_message(repo_id: str, reason: object) -> str:
@@ -402,10 +403,9 @@ def prepare_subimages(
             target = out / f"{stem}_s{k:03d}.png"
             count += 1
             if not target.is_file():
-                tmp = target.with_name(target.name + ".tmp")
-                image.crop(box).save(tmp, format="PNG", compress_level=1)
-                os.replace(tmp, target)
+                with atomic_path(target) as tmp:
+                    image.crop(box).save(tmp, format="PNG", compress_level=1)
         if progress is not None:
             progress(i + 1, len(images))
-    marker.write_text(json.dumps({"params": params, "subimages": count}) + "\n")
+    write_json_atomic(marker, {"params": params, "subimages": count})
     return out

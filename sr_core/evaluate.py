@@ -28,9 +28,9 @@ from .degradations import NAMED_DEGRADATIONS, check_named, degrade_named, spec_s
 from .errors import SRError
 from .metrics import psnr, ssim
 from .pipeline import upscale
+from .progress import ProgressCallback
 
 UpscaleFn = Callable[[Image.Image], Image.Image]
-ProgressCallback = Callable[[int, int], None]
 METRICS = ("psnr", "ssim")
 
 

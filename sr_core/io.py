@@ -17,7 +17,6 @@ import io
 import logging
 import os
 import pathlib
-import secrets
 import stat
 import threading
 import warnings
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from sr_core.atomic import atomic_path
 from sr_core.errors import ImageLoadError, ImageTooLargeError, SRError
 
 __all__ = [
@@ -512,30 +512,26 @@ def _format_for(path: pathlib.Path) -> str:
     return fmt
 
 
-def _fsync_dir(directory: pathlib.Path) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _exists_error(path: pathlib.Path) -> tuple[SRError, FileExistsError]:
     cause = FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
     return SRError(f"{path}: file already exists and overwrite=False"), cause
 
 
-def save_image(image: Image.Image, path: str | os.PathLike, *, overwrite: bool = True) -> pathlib.Path:
+def save_image(
+    image: Image.Image, path: str | os.PathLike, *, overwrite: bool = True, quality: int | None = None
+) -> pathlib.Path:
     """Write ``image`` to ``path`` atomically (temp file in the same folder, then rename) and return the path.
 
     The format comes from the suffix. PNG and TIFF keep every canonical mode, 16-bit greyscale included;
     formats without alpha (JPEG, BMP) get the image composited over white; formats without 16-bit support get
-    it scaled to 8 bit. JPEG and WebP are written at quality 95. Parent folders are created. With
-    ``overwrite=False`` an existing file is never replaced (SRError caused by FileExistsError).
+    it scaled to 8 bit. JPEG and WebP are written at ``quality`` (1-100, default 95; other formats ignore it).
+    Parent folders are created. With ``overwrite=False`` an existing file is never replaced (SRError caused by
+    FileExistsError).
     """
     if not isinstance(image, Image.Image):
         raise SRError(f"save_image expects a PIL image, got {describe(image)}")
+    if quality is not None and (isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100):
+        raise SRError(f"quality must be a whole number from 1 to 100, got {quality!r}")
     target = pathlib.Path(path)
     fmt = _format_for(target)
     if target.is_dir():
@@ -551,6 +547,8 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, overwrite: bool =
     except Exception as exc:
         raise SRError(f"{target}: cannot convert {describe(image)} for {fmt} ({exc})") from exc
     options = dict(_SAVE_OPTIONS.get(fmt, {}))
+    if quality is not None and "quality" in options:
+        options["quality"] = quality
     icc = image.info.get("icc_profile")
     if icc and fmt in _ICC_FORMATS and _is_gray(prepared.mode) == _is_gray(image.mode):
         options["icc_profile"] = icc
@@ -560,31 +558,11 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, overwrite: bool =
     except OSError as exc:
         raise SRError(f"{target}: cannot create folder {target.parent} ({exc.strerror or exc})") from exc
 
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as fh:
-            prepared.save(fh, format=fmt, **options)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            try:
-                os.link(tmp, target)
-            except FileExistsError as exc:
-                raise _exists_error(target)[0] from exc
-            except OSError:  # no hard links here (some network or FAT file systems): check, then rename
-                if target.exists():
-                    err, cause = _exists_error(target)
-                    raise err from cause
-                os.replace(tmp, target)
-    except SRError:
-        raise
+        with atomic_path(target, overwrite=overwrite) as tmp:
+            prepared.save(tmp, format=fmt, **options)
+    except FileExistsError as exc:
+        raise _exists_error(target)[0] from exc
     except Exception as exc:
         raise SRError(f"{target}: could not write {describe(prepared)} as {fmt} ({exc})") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-    _fsync_dir(target.parent)
     return target

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .atomic import atomic_path, write_json_atomic
 from .classical import CLASSICAL_METHODS, SUPPORTED_SCALES
 from .errors import UnknownMethodError, UnsupportedScaleError, WeightsError
 from .models import CONFIG_NAME, build_model, load_pretrained
@@ -101,24 +102,35 @@ def read_manifest(weights_dir: str | os.PathLike | None = None) -> dict[str, Any
     return manifest
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(message: str, *args: object) -> None:
+    """Log a registry problem once per process, not on every method lookup."""
+    text = message % args
+    if text not in _warned:
+        _warned.add(text)
+        logger.warning(text)
+
+
 def _verified_weights(weights_dir: Path, entry: Mapping[str, Any]) -> ModelWeights | None:
     name = entry.get("name", "?")
     try:
         path = weights_dir / entry["file"]
         config, scale = dict(entry["config"]), int(entry["scale"])
     except (KeyError, TypeError, ValueError):
-        logger.warning("Manifest entry %r lacks file/config/scale; not offered", name)
+        _warn_once("Manifest entry %r lacks file/config/scale; not offered", name)
         return None
     if int(config.get("scale", scale)) != scale:
-        logger.warning("Manifest entry %s: scale %s disagrees with its config; not offered", name, scale)
+        _warn_once("Manifest entry %s: scale %s disagrees with its config; not offered", name, scale)
         return None
     if not path.is_file():
-        logger.warning("Weights for %s x%d are missing (%s); not offered", name, scale, path)
+        _warn_once("Weights for %s x%d are missing (%s); not offered", name, scale, path)
         return None
     stat = path.stat()
     expected = entry.get("sha256")
     if expected and _cached_sha256(path, stat.st_mtime_ns, stat.st_size) != expected:
-        logger.warning("Weights for %s x%d (%s) fail their sha256 check; not offered", name, scale, path)
+        _warn_once("Weights for %s x%d (%s) fail their sha256 check; not offered", name, scale, path)
         return None
     return ModelWeights(
         path=path, config=config, sha256=expected, mtime_ns=stat.st_mtime_ns, entry=dict(entry)
@@ -135,7 +147,7 @@ def available_methods(weights_dir: str | os.PathLike | None = None) -> list[Meth
     try:
         manifest = read_manifest(directory)
     except WeightsError as exc:
-        logger.warning("%s; no model methods offered", exc)
+        _warn_once("%s; no model methods offered", exc)
         return methods
     grouped: dict[str, dict[int, ModelWeights]] = {}
     meta: dict[str, Mapping[str, Any]] = {}
@@ -222,10 +234,8 @@ def write_manifest_entry(
         k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in model.state_dict().items()
     }
-    tmp = directory / (filename + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "name": name})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, directory / filename)
+    with atomic_path(directory / filename) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "name": name})
     entry = {
         "name": name,
         "label": label or name,
@@ -242,7 +252,5 @@ def write_manifest_entry(
     manifest["models"].append(entry)
     manifest["models"].sort(key=lambda m: (m.get("name", ""), m.get("scale", 0)))
     manifest["format"] = MANIFEST_FORMAT
-    tmp_manifest = directory / (MANIFEST_NAME + ".tmp")
-    tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp_manifest, directory / MANIFEST_NAME)
+    write_json_atomic(directory / MANIFEST_NAME, manifest)
     return entry

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-ProgressCallback = Callable[[int, int], None]
+from .progress import ProgressCallback
 
 
 @dataclass(frozen=True)

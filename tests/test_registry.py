@@ -35,8 +35,11 @@ def test_corrupt_or_missing_weights_not_offered(weights_dir, caplog):
     (weights_dir / "srresnet_x2.safetensors").unlink()
     with caplog.at_level(logging.WARNING, logger="sr_core.registry"):
         names = [m.name for m in available_methods(weights_dir)]
+        for _ in range(5):  # every lookup re-checks, but a problem is reported once
+            assert [m.name for m in available_methods(weights_dir)] == CLASSICAL
     assert names == CLASSICAL
     assert "sha256" in caplog.text and "missing" in caplog.text
+    assert caplog.text.count("fail their sha256 check") == 1 and caplog.text.count("are missing") == 1
 
 
 def test_broken_manifest_keeps_classical(weights_dir, caplog):

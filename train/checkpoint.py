@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from sr_core.atomic import fsync_dir, write_json_atomic
 from sr_core.errors import SRError
 
 MARKER = "checkpoint.json"
@@ -27,28 +28,6 @@ RNG_PREFIX = "random_states_"
 
 class CheckpointError(SRError):
     """No usable checkpoint where one was expected (the trainer exits 2 with this message)."""
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(data, indent=2) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
 
 def file_digests(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder`` except the marker, by relative path."""
@@ -85,7 +64,7 @@ def rotate_in(tmp: Path, root: Path) -> None:
         shutil.rmtree(prev, ignore_errors=True)
         os.replace(last, prev)
     os.replace(tmp, last)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def swap_in(tmp: Path, target: Path) -> None:
@@ -95,7 +74,7 @@ def swap_in(tmp: Path, target: Path) -> None:
         shutil.rmtree(prev, ignore_errors=True)
         os.replace(target, prev)
     os.replace(tmp, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     shutil.rmtree(prev, ignore_errors=True)
 
 
@@ -148,7 +127,7 @@ def save_checkpoint(accelerator: Any, root: str | os.PathLike, step: int, info: 
                 **(info or {}),
             },
         )
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         rotate_in(tmp, root)
     accelerator.wait_for_everyone()
     return root / "last"

@@ -39,6 +39,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from sr_core.atomic import write_json_atomic  # noqa: E402
 from sr_core.data import ImageList, PatchDataset, default_subimage_dir, prepare_subimages  # noqa: E402
 from sr_core.errors import OfflineError, SRError  # noqa: E402
 from sr_core.evaluate import evaluate, summarize  # noqa: E402
@@ -48,13 +49,7 @@ from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss, feature_m
 from sr_core.models import Discriminator, SRResNet, load_pretrained  # noqa: E402
 from sr_core.pipeline import DEFAULT_TILE_SIZE, model_forward_array  # noqa: E402
 from sr_core.registry import get_method, load_model  # noqa: E402
-from train.checkpoint import (  # noqa: E402
-    find_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-    swap_in,
-    write_json_atomic,
-)
+from train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, swap_in  # noqa: E402
 from train.config import Config, ConfigError, dump_config, load_config  # noqa: E402
 from train.ema import EMA  # noqa: E402
 from train.precise_bn import calibration_batches, recalibrated  # noqa: E402
@@ -448,7 +443,7 @@ def train(config: Config, *, resume: bool = False, resume_from: str | None = Non
     """Run (or resume) the configured stage; returns a process exit code (0 ok, 2 bad setup, 3 diverged)."""
     out = Path(config.output_dir)
     accelerator = Accelerator(
-        mixed_precision=config.mixed_precision,
+        mixed_precision=config.accelerator_mixed_precision(),  # None: the launcher's / accelerate config's value
         log_with=None if config.log_with in ("none", "") else config.log_with,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
         step_scheduler_with_optimizer=False,
@@ -532,7 +527,8 @@ def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | N
     acc.print(
         f"stage {t.stage}: x{config.model.scale}, {len(train_images)} training images "
         f"({dataset.skipped} too small, skipped), batch {d.batch_size} x {acc.num_processes} process(es), "
-        f"{t.steps} steps, device {acc.device}, mixed precision {config.mixed_precision}"
+        f"{t.steps} steps, device {acc.device}, "
+        f"mixed precision {acc.mixed_precision} ({config.mixed_precision_source()})"
     )
     if state.step >= t.steps:
         acc.print(f"nothing to do: already at step {state.step} of {t.steps}")

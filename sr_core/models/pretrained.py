@@ -16,6 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_path, write_json_atomic
 from ..errors import OfflineError, WeightsError
 
 CONFIG_NAME = "config.json"
@@ -121,17 +122,9 @@ class PretrainedMixin:
             k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
             for k, v in self.state_dict().items()
         }  # type: ignore[attr-defined]
-        with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
-            tmp_path = Path(tmp.name)
-        try:
-            save_file(state, str(tmp_path), metadata={"format": "pt", **(metadata or {})})
-            os.chmod(tmp_path, 0o644)
-            os.replace(tmp_path, directory / WEIGHTS_NAME)
-        finally:
-            tmp_path.unlink(missing_ok=True)
-        config_tmp = directory / (CONFIG_NAME + ".tmp")
-        config_tmp.write_text(json.dumps(self.config_dict(), indent=2) + "\n")
-        os.replace(config_tmp, directory / CONFIG_NAME)
+        with atomic_path(directory / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", **(metadata or {})})
+        write_json_atomic(directory / CONFIG_NAME, self.config_dict())
         return directory
 
     @classmethod

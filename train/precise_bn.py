@@ -12,6 +12,7 @@ import copy
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 from torch.utils.data import Dataset
 
 
@@ -22,18 +23,11 @@ def calibration_batches(dataset: Dataset, batches: int, batch_size: int) -> list
 
 @torch.no_grad()
 def recalibrated(model: nn.Module, batches: list[torch.Tensor], device: torch.device) -> nn.Module:
-    """An eval-mode copy of ``model`` whose BatchNorm layers hold the exact mean/var over ``batches``."""
+    """An eval-mode copy of ``model`` whose BatchNorm layers hold the exact mean/var over ``batches``.
+
+    ``torch.optim.swa_utils.update_bn`` does the work (reset, cumulative average, momenta restored).
+    """
     model = copy.deepcopy(model)
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or not batches:
-        return model.eval()
-    momenta = [bn.momentum for bn in norms]
-    for bn in norms:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the calibration batches
-    model.train()
-    for batch in batches:
-        model(batch.to(device).float().div_(255))
-    for bn, momentum in zip(norms, momenta, strict=True):
-        bn.momentum = momentum
+    if batches:
+        update_bn((batch.to(device).float().div_(255) for batch in batches), model)
     return model.eval()

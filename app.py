@@ -1,4 +1,4 @@
-"""SR Studio demo: ``python app.py [--host H] [--port P] [--share] [--device auto|cpu|cuda]``."""
+"""SR Studio demo: ``python app.py [--host H] [--port P] [--share] [--mcp] [--device auto|cpu|cuda]``."""
 
 from sr_app.cli import main
 

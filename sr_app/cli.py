@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
+MCP_PATH = "gradio_api/mcp/"
+MCP_MISSING = 'error: --mcp needs Gradio\'s MCP extra, which is not installed: pip install "gradio[mcp]"'
 
 
 def _positive_int(text: str) -> int:
@@ -43,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="port to listen on (default: %(default)s)",
     )
     parser.add_argument("--share", action="store_true", help="also ask Gradio for a public share link")
+    parser.add_argument(
+        "--mcp",
+        action="store_true",
+        help=f"also serve the upscaler as MCP tools at /{MCP_PATH} (needs the extra: pip install \"gradio[mcp]\")",
+    )
     parser.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
@@ -109,9 +116,21 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
     )
 
 
+def mcp_available() -> bool:
+    """Whether Gradio's MCP server can start here (the ``mcp`` package of ``gradio[mcp]`` imports)."""
+    try:
+        import mcp.server  # noqa: F401
+    except Exception:  # not installed, or broken by an incompatible pydantic
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the app; returns the process exit status."""
     args = build_parser().parse_args(argv)
+    if args.mcp and not mcp_available():
+        print(MCP_MISSING, file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("sr_app", "sr_core"):
         logging.getLogger(name).setLevel(logging.INFO)
@@ -136,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 prevent_thread_lock=True,
                 quiet=True,
                 footer_links=["api", "gradio"],
+                mcp_server=args.mcp,
             )
     except OSError as exc:
         print(f"error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
@@ -143,6 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         logger.debug("Gradio said during launch: %s", chatter.getvalue())
     print(f"SR Studio is running at {local_url}  (Ctrl+C to stop)", flush=True)
+    if args.mcp:
+        if not getattr(demo, "mcp_server", False):
+            print(f"error: the MCP server did not start: {getattr(demo, 'mcp_error', None)}", file=sys.stderr)
+            demo.close()
+            return 1
+        print(f"MCP server (streamable HTTP): {local_url}{MCP_PATH}  (SSE: {local_url}{MCP_PATH}sse)", flush=True)
     if args.share:
         if share_url:
             print(f"Public share link: {share_url}", flush=True)

@@ -8,6 +8,7 @@ for the page; :mod:`sr_app.ui` turns those into ``gr.Error``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import shutil
@@ -24,11 +25,13 @@ from PIL import Image
 
 import sr_core
 from sr_core.classical import mod_crop
-from sr_core.degradations import NAMED_DEGRADATIONS, check_named
+from sr_core.constants import APP_MAX_PIXELS as DEFAULT_MAX_PIXELS
+from sr_core.degradations import NAMED_DEGRADATIONS, check_named, degrade_named, spec_seed
 from sr_core.errors import ImageTooLargeError, UnknownMethodError, UnsupportedScaleError
 from sr_core.evaluate import make_eval_lr
 from sr_core.io import load_image, save_image, to_uint8
 from sr_core.metrics import psnr, ssim
+from sr_core.outscale import OutscalePlan, check_outscale, output_size, plan_outscale, scale_tag, shrink_pair
 from sr_core.registry import MethodInfo
 
 logger = logging.getLogger(__name__)
@@ -36,7 +39,6 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 """Progress sink of the handlers: (fraction done in [0, 1], what is happening)."""
 
-DEFAULT_MAX_PIXELS = 4_000_000
 DEFAULT_MAX_OUTPUT_PIXELS = 36_000_000
 DEFAULT_MAX_FILE_SIZE = "20mb"
 OUTPUT_MAX_AGE_S = 3600.0
@@ -87,14 +89,17 @@ class UpscaleOutcome:
     device: str
     metrics: Metrics
     notes: list[str] = field(default_factory=list)
+    plan: OutscalePlan | None = None
+    """Set when an output scale was asked for; ``scale`` is then its metric border (the factor rounded up)."""
 
     @property
     def summary(self) -> str:
         """One Markdown line: method, sizes, time and device, plus any notes."""
         lw, lh = self.low_res.size
         w, h = self.result.size
+        how = self.plan.describe() if self.plan else f"x{self.scale}"
         line = (
-            f"**{self.method.label}** x{self.scale}: {lw}x{lh} -> {w}x{h} px in "
+            f"**{self.method.label}** {how}: {lw}x{lh} -> {w}x{h} px in "
             f"**{self.seconds:.3f} s** on **{self.device}**"
         )
         notes = [*self.notes, *self.metrics.notes]
@@ -170,6 +175,34 @@ def check_scale(info: MethodInfo, scale: object) -> int:
     return value
 
 
+def check_outscale_input(outscale: object) -> float | None:
+    """None when no output scale is asked for (None, empty or 0), else the factor from 1 to 8 or an error."""
+    if outscale is None or outscale == "" or (not isinstance(outscale, bool) and outscale == 0):
+        return None
+    return check_outscale(outscale)
+
+
+def resolve_scale(info: MethodInfo, scale: object, outscale: object) -> tuple[int, OutscalePlan | None]:
+    """(integer scale, plan): the method's own ``scale``, or with an output scale its plan and metric border."""
+    factor = check_outscale_input(outscale)
+    if factor is None:
+        return check_scale(info, scale), None
+    plan = plan_outscale(info, factor)
+    return plan.metric_border, plan
+
+
+def result_size(low_res: Image.Image, scale: int, plan: OutscalePlan | None = None) -> tuple[int, int]:
+    """The size of the result: ``scale`` times the input, or the plan's exact output size."""
+    if plan is not None:
+        return output_size(low_res.size, plan.outscale)
+    return low_res.width * scale, low_res.height * scale
+
+
+def scale_label(scale: int, plan: OutscalePlan | None = None) -> str:
+    """``x4`` or ``x3.5``: how results are named and described."""
+    return f"x{scale_tag(plan.outscale) if plan else scale}"
+
+
 def _check_tile_size(tile_size: object) -> int | None:
     if tile_size in (None, "", 0):
         return None
@@ -201,11 +234,13 @@ def load_upload(path: str | os.PathLike, *, name: str | None, max_pixels: int, w
         ) from exc
 
 
-def _check_output_size(low_res: Image.Image, scale: int, config: AppConfig) -> None:
-    w, h = low_res.width * scale, low_res.height * scale
+def _check_output_size(
+    low_res: Image.Image, scale: int, config: AppConfig, plan: OutscalePlan | None = None
+) -> None:
+    w, h = result_size(low_res, scale, plan)
     if w * h > config.max_output_pixels:
         raise ImageTooLargeError(
-            f"At x{scale} the {low_res.width}x{low_res.height} image would become {w}x{h} "
+            f"At {scale_label(scale, plan)} the {low_res.width}x{low_res.height} image would become {w}x{h} "
             f"({w * h:,} pixels), over this app's limit of {config.max_output_pixels:,} output pixels. "
             "Choose a smaller scale or a smaller image."
         )
@@ -227,8 +262,13 @@ def _metric_arrays(result: Image.Image, reference: Image.Image) -> tuple[np.ndar
     return a, b
 
 
-def match_reference(size: tuple[int, int], reference: Image.Image, scale: int) -> tuple[Image.Image, list[str]]:
-    """The reference cropped to ``size`` when it is only a mod-crop larger; else a ValueError saying why."""
+def match_reference(
+    size: tuple[int, int], reference: Image.Image, scale: int, factor: str | None = None
+) -> tuple[Image.Image, list[str]]:
+    """The reference cropped to ``size`` when it is only a mod-crop larger; else a ValueError saying why.
+
+    ``factor`` is how the message names the scale (e.g. ``"3.5"`` for an output scale; default ``scale``)."""
+    factor = factor or str(scale)
     rw, rh = reference.size
     w, h = size
     if (rw, rh) == (w, h):
@@ -237,8 +277,8 @@ def match_reference(size: tuple[int, int], reference: Image.Image, scale: int) -
         cropped = reference.crop((0, 0, w, h))
         return cropped, [f"Reference cropped from {rw}x{rh} to {w}x{h} (mod-crop to a multiple of the scale)."]
     raise ValueError(
-        f"The reference image is {rw}x{rh} pixels but the x{scale} result is {w}x{h} pixels. Upload the "
-        f"high-resolution original whose size is {scale} times the input's size, or switch on 'Test on my image'."
+        f"The reference image is {rw}x{rh} pixels but the x{factor} result is {w}x{h} pixels. Upload the "
+        f"high-resolution original whose size is {factor} times the input's size, or switch on 'Test on my image'."
     )
 
 
@@ -312,19 +352,28 @@ def prepare_inputs(
     config: AppConfig,
     image_name: str | None = None,
     degradation: str = "bicubic",
+    plan: OutscalePlan | None = None,
 ) -> tuple[Image.Image, Image.Image | None]:
     """(low-res input, ground truth or None): in test mode the upload is the ground truth, shrunk by ``scale``
-    (PIL bicubic) and then degraded by the named ``degradation`` (JPEG, noise, blur), as evaluation does."""
+    (or the plan's output scale; PIL bicubic) and then degraded by the named ``degradation`` (JPEG, noise,
+    blur), as evaluation does."""
     source = load_upload(image, name=image_name, max_pixels=config.max_pixels)
     if not test_on_my_image:
         return source, None
-    if min(source.size) < scale:
+    factor = plan.outscale if plan else scale
+    if min(source.size) < factor:
         raise ValueError(
-            f"The image is {source.width}x{source.height} pixels, too small to shrink by x{scale} for "
-            "'Test on my image'."
+            f"The image is {source.width}x{source.height} pixels, too small to shrink by "
+            f"{scale_label(scale, plan)} for 'Test on my image'."
         )
-    truth = mod_crop(source.convert("RGB") if degradation != "bicubic" else source, scale)
-    return make_eval_lr(truth, scale, degradation, _label(image, image_name)), truth
+    source = source.convert("RGB") if degradation != "bicubic" else source
+    if plan is None:
+        truth = mod_crop(source, scale)
+        return make_eval_lr(truth, scale, degradation, _label(image, image_name)), truth
+    truth, low = shrink_pair(source, plan.outscale)
+    if degradation != "bicubic":
+        low = degrade_named(low, degradation, seed=spec_seed(degradation, _label(image, image_name)))
+    return low, truth
 
 
 def _test_notes(test_on_my_image: bool, degradation: str, has_reference: bool) -> list[str]:
@@ -357,9 +406,10 @@ def run_method(
     tile_size: int | None,
     config: AppConfig,
     progress: Progress | None = None,
+    plan: OutscalePlan | None = None,
 ) -> tuple[Image.Image, float]:
-    """Upscale with one method; returns the result and the seconds it took."""
-    _check_output_size(low_res, scale, config)
+    """Upscale with one method (by ``scale``, or by the plan's output scale); returns the result and seconds."""
+    _check_output_size(low_res, scale, config, plan)
 
     def on_tiles(done: int, total: int) -> None:
         if progress is not None:
@@ -368,10 +418,11 @@ def run_method(
     if progress is not None:
         progress(0.0, f"{info.label}: starting")
     start = time.perf_counter()
-    result = sr_core.upscale(
+    run, factor = (sr_core.upscale, scale) if plan is None else (sr_core.upscale_by, plan.outscale)
+    result = run(
         low_res,
         info.name,
-        scale,
+        factor,
         tile_size=tile_size,
         device=config.device,
         progress=on_tiles,
@@ -394,30 +445,35 @@ def upscale_image(
     image_name: str | None = None,
     reference_name: str | None = None,
     test_degradation: object = "bicubic",
+    outscale: object = None,
 ) -> UpscaleOutcome:
-    """Upscale an uploaded file and, when a reference exists (or in test mode), measure PSNR/SSIM."""
+    """Upscale an uploaded file and, when a reference exists (or in test mode), measure PSNR/SSIM.
+
+    ``outscale`` (1-8, e.g. 3.5) replaces ``scale`` when given: the method runs at the nearest scale it supports
+    at or above it and the result is resized to the exact size with Lanczos (see :mod:`sr_core.outscale`).
+    """
     config = config or AppConfig()
     if image is None:
         raise ValueError("Please upload an image first.")
     info = find_method(method, config)
-    factor = check_scale(info, scale)
+    factor, plan = resolve_scale(info, scale, outscale)
     tiles = _check_tile_size(tile_size)
     degradation = check_degradation(test_degradation)
     low_res, truth = prepare_inputs(
         image, factor, test_on_my_image=test_on_my_image, config=config, image_name=image_name,
-        degradation=degradation,
+        degradation=degradation, plan=plan,
     )  # fmt: skip
     notes = _test_notes(test_on_my_image, degradation, reference is not None)
     if truth is None and reference is not None:
         truth = load_upload(reference, name=reference_name, max_pixels=config.max_output_pixels, what="reference image")
-        match_reference((low_res.width * factor, low_res.height * factor), truth, factor)
+        match_reference(result_size(low_res, factor, plan), truth, factor, scale_label(factor, plan)[1:])
     device = device_label(info, config)
-    result, seconds = run_method(low_res, info, factor, tile_size=tiles, config=config, progress=progress)
+    result, seconds = run_method(low_res, info, factor, tile_size=tiles, config=config, progress=progress, plan=plan)
     metrics = compute_metrics(result, truth, factor) if truth is not None else Metrics()
     stem = Path(_label(image, image_name)).stem
-    png = save_result(result, f"{stem}_{info.name}_x{factor}", config)
+    png = save_result(result, f"{stem}_{info.name}_{scale_label(factor, plan)}", config)
     before = display_copy(low_res).resize(result.size, Image.Resampling.NEAREST)
-    return UpscaleOutcome(info, factor, low_res, result, before, png, seconds, device, metrics, notes)
+    return UpscaleOutcome(info, factor, low_res, result, before, png, seconds, device, metrics, notes, plan)
 
 
 def rescore(
@@ -449,31 +505,39 @@ def compare_methods(
     image_name: str | None = None,
     reference_name: str | None = None,
     test_degradation: object = "bicubic",
+    outscale: object = None,
 ) -> CompareOutcome:
-    """Run every offered method that supports ``scale``; rows of (label, PSNR, SSIM, seconds) and PNG paths."""
+    """Run every offered method that supports ``scale`` (every method, with an ``outscale``); rows of
+    (label, PSNR, SSIM, seconds) and PNG paths."""
     config = config or AppConfig()
     if image is None:
         raise ValueError("Please upload an image first.")
     offered = methods(config)
-    try:
-        factor = int(scale)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise UnsupportedScaleError(f"Scale must be a whole number such as 4, got {scale!r}.") from None
-    runnable = [m for m in offered if factor in m.scales]
-    skipped = [m.label for m in offered if factor not in m.scales]
+    wanted = check_outscale_input(outscale)
+    plans = {m.name: plan_outscale(m, wanted) for m in offered} if wanted is not None else {}
+    if plans:
+        factor = math.ceil(wanted)
+    else:
+        try:
+            factor = int(scale)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            raise UnsupportedScaleError(f"Scale must be a whole number such as 4, got {scale!r}.") from None
+    runnable = [m for m in offered if plans or factor in m.scales]
+    skipped = [m.label for m in offered if m not in runnable]
     if not runnable:
         raise UnsupportedScaleError(f"No method supports x{factor}.")
+    any_plan = next(iter(plans.values()), None)
     tiles = _check_tile_size(tile_size)
     degradation = check_degradation(test_degradation)
     low_res, truth = prepare_inputs(
         image, factor, test_on_my_image=test_on_my_image, config=config, image_name=image_name,
-        degradation=degradation,
+        degradation=degradation, plan=any_plan,
     )  # fmt: skip
     notes = _test_notes(test_on_my_image, degradation, reference is not None)
     if truth is None and reference is not None:
         truth = load_upload(reference, name=reference_name, max_pixels=config.max_output_pixels, what="reference image")
-        match_reference((low_res.width * factor, low_res.height * factor), truth, factor)
-    _check_output_size(low_res, factor, config)
+        match_reference(result_size(low_res, factor, any_plan), truth, factor, scale_label(factor, any_plan)[1:])
+    _check_output_size(low_res, factor, config, any_plan)
     stem = Path(_label(image, image_name)).stem
     rows: list[list[object]] = []
     gallery: list[tuple[str, str]] = []
@@ -483,11 +547,14 @@ def compare_methods(
             if progress is not None:
                 progress((index + fraction) / len(runnable), desc)
 
-        result, seconds = run_method(low_res, info, factor, tile_size=tiles, config=config, progress=step)
+        plan = plans.get(info.name)
+        result, seconds = run_method(
+            low_res, info, factor, tile_size=tiles, config=config, progress=step, plan=plan
+        )
         metrics = compute_metrics(result, truth, factor) if truth is not None else Metrics()
         notes.extend(f"{info.label}: {n}" for n in metrics.notes if not n.startswith("Reference cropped"))
         rows.append([info.label, _round(metrics.psnr, 3), _round(metrics.ssim, 4), round(seconds, 3)])
-        png = save_result(result, f"{stem}_{info.name}_x{factor}", config)
+        png = save_result(result, f"{stem}_{info.name}_{scale_label(factor, plan)}", config)
         caption = info.label if metrics.psnr is None else f"{info.label}: {metrics.psnr:.2f} dB"
         gallery.append((str(png), caption))
     if skipped:

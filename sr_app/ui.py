@@ -43,17 +43,32 @@ API_HELP = """### Use it from Python
 from gradio_client import Client, handle_file
 
 client = Client("http://127.0.0.1:7860/")  # or the Space id, "USER/NAME"
-slider, png, psnr, ssim, info = client.predict(
-    handle_file("photo.png"), "bicubic", 4, None, False, 0, "bicubic", api_name="/upscale"
-)  # image, method, scale, reference, test_on_my_image, tile_size (0 = automatic), test degradation
-table, gallery = client.predict(
-    handle_file("photo.png"), 4, None, True, 0, "jpeg75", api_name="/compare"
-)  # image, scale, reference, test_on_my_image, tile_size, test degradation
+before_and_after, result_png, psnr, ssim, summary = client.predict(
+    image=handle_file("photo.png"), method="bicubic", scale=4, api_name="/upscale"
+)
+# optional: reference=handle_file("original.png"), test_on_my_image=True, tile_size=256,
+#           test_degradation="jpeg75", outscale=3.5 (any factor 1-8; replaces scale)
+upscaled = client.predict(image=handle_file("photo.png"), method="srresnet", outscale=3.5,
+                          api_name="/upscale_image")  # just the upscaled PNG (also the MCP tool)
+comparison, results = client.predict(
+    image=handle_file("photo.png"), scale=4, test_on_my_image=True, api_name="/compare"
+)
 ```
 The test degradation (`bicubic`, `jpeg50`, `jpeg75`, `noise10+jpeg75`, `blur+jpeg60`) is applied to the shrunk
-image in test mode; it shows why the real-world models (for photos) exist.
-`png` is the full-resolution result; `slider` holds the before/after pair; `psnr`/`ssim` are `None` without a
-reference. PSNR/SSIM are measured on the Y channel (BT.601) with `scale` border pixels cropped."""
+image in test mode; it shows why the real-world models (for photos) exist. With `outscale` a model runs at the
+nearest scale it supports at or above it and Lanczos gives the exact size; classical methods resize straight to it.
+`result_png` is the full-resolution result; `before_and_after` holds the pair; `psnr`/`ssim` are `None` without a
+reference. PSNR/SSIM are measured on the Y channel (BT.601) with `scale` border pixels cropped (an output scale
+rounded up)."""
+
+
+def numeric_in_api(radio: gr.Radio, description: str) -> gr.Radio:
+    """Make the API describe a Radio of numbers as a number: Gradio's Radio always advertises strings.
+
+    (Set on the instance: a Component subclass would make Gradio write a ``.pyi`` file next to this module.)
+    """
+    radio.api_info_as_input = lambda: {"type": "number", "description": description}  # type: ignore[method-assign]
+    return radio
 
 
 def gpu(duration: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -119,8 +134,22 @@ def _fmt(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _key(image: str | None, method: str, scale: object, test: bool, tile: object, degradation: object) -> list[Any]:
-    return [image, method, str(scale), bool(test), str(tile or 0), str(degradation or "bicubic")]
+def _key(
+    image: str | None, method: str, scale: object, test: bool, tile: object, degradation: object, outscale: object
+) -> list[Any]:
+    return [image, method, str(scale), bool(test), str(tile or 0), str(degradation or "bicubic"), str(outscale or "")]
+
+
+def _runnable(info: Any, scale: object, outscale: object) -> bool:
+    """Whether the live re-run may start: a known method and a scale (or output scale) it can reach."""
+    if info is None:
+        return False
+    try:
+        if handlers.check_outscale_input(outscale) is not None:
+            return True
+        return int(scale) in info.scales  # type: ignore[call-overload]
+    except (TypeError, ValueError, SRError):
+        return False
 
 
 def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuilder] = ()) -> gr.Blocks:
@@ -135,14 +164,15 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
         info = by_name.get(name)
         return [(f"x{s}", s) for s in (info.scales if info else all_scales)]
 
-    def run_upscale(
+    def upscale(
         image: Any,
-        method: str,
-        scale: Any,
-        reference: Any,
-        test_on_my_image: bool,
-        tile_size: Any,
+        method: str = default,
+        scale: Any = 4,
+        reference: Any = None,
+        test_on_my_image: bool = False,
+        tile_size: Any = 0,
         test_degradation: Any = "bicubic",
+        outscale: Any = None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[Any, ...]:
         try:
@@ -160,11 +190,12 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
                 image_name=image_name,
                 reference_name=reference_name,
                 test_degradation=test_degradation,
+                outscale=outscale,
             )
         except Exception as exc:
             raise _user_error(exc) from exc
         state = {
-            "key": _key(image_path, method, scale, test_on_my_image, tile_size, test_degradation),
+            "key": _key(image_path, method, scale, test_on_my_image, tile_size, test_degradation, outscale),
             "reference": reference_path,
             "png": str(out.png_path),
             "scale": out.scale,
@@ -188,23 +219,20 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
         test_on_my_image: bool,
         tile_size: Any,
         test_degradation: Any,
+        outscale: Any,
         last: dict | None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[Any, ...]:
         skip = tuple(gr.skip() for _ in range(6))
-        if image is None or not last:
-            return skip
-        info = by_name.get(method)
-        try:
-            if info is None or int(scale) not in info.scales:
-                return skip
-        except (TypeError, ValueError):
+        if image is None or not last or not _runnable(by_name.get(method), scale, outscale):
             return skip
         image_path, _ = _file(image)
         reference_path, reference_name = _file(reference)
-        same_inputs = last["key"] == _key(image_path, method, scale, test_on_my_image, tile_size, test_degradation)
-        if not same_inputs or not Path(last["png"]).is_file():
-            return run_upscale(image, method, scale, reference, test_on_my_image, tile_size, test_degradation, progress)
+        key = _key(image_path, method, scale, test_on_my_image, tile_size, test_degradation, outscale)
+        if last["key"] != key or not Path(last["png"]).is_file():
+            return upscale(
+                image, method, scale, reference, test_on_my_image, tile_size, test_degradation, outscale, progress
+            )
         if last["reference"] == reference_path or test_on_my_image:
             return skip
         try:
@@ -217,13 +245,14 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
         state = {**last, "reference": reference_path}
         return (gr.skip(), gr.skip(), _fmt(metrics.psnr, 3), _fmt(metrics.ssim, 4), summary, state)
 
-    def run_compare(
+    def compare(
         image: Any,
-        scale: Any,
-        reference: Any,
-        test_on_my_image: bool,
-        tile_size: Any,
+        scale: Any = 4,
+        reference: Any = None,
+        test_on_my_image: bool = False,
+        tile_size: Any = 0,
         test_degradation: Any = "bicubic",
+        outscale: Any = None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[Any, ...]:
         try:
@@ -240,12 +269,46 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
                 image_name=image_name,
                 reference_name=reference_name,
                 test_degradation=test_degradation,
+                outscale=outscale,
             )
         except Exception as exc:
             raise _user_error(exc) from exc
         for note in out.notes:
             gr.Info(note)
         return out.rows, out.gallery
+
+    def upscale_image(
+        image: Any,
+        method: str = default,
+        scale: float = 4,
+        outscale: float | None = None,
+        tile_size: int = 0,
+        progress: gr.Progress = gr.Progress(),
+    ) -> str:
+        """Upscale an image with a super-resolution model or a classical method and return the upscaled PNG.
+
+        Args:
+            image: the image to upscale.
+            method: a learned model ("srresnet", "srgan"; when bundled) or a classical method such as "bicubic".
+            scale: a scale the method supports natively (the models: 2 or 4; classical methods: 2 to 8).
+            outscale: optional, any factor from 1 to 8 such as 3.5, used instead of scale (model, then Lanczos).
+            tile_size: tile size in input pixels for models (0 = automatic).
+        """  # one line per argument: Gradio's docstring parser reads the first line only
+        try:
+            image_path, image_name = _file(image)
+            out = handlers.upscale_image(
+                image_path,
+                method,
+                scale,
+                tile_size=tile_size,
+                config=config,
+                progress=_progress_sink(progress),
+                image_name=image_name,
+                outscale=outscale,
+            )
+        except Exception as exc:
+            raise _user_error(exc) from exc
+        return str(out.png_path)
 
     def on_method(name: str, scale: Any) -> tuple[Any, Any]:
         info = by_name.get(name)
@@ -276,11 +339,26 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
                             elem_id="method",
                         )
                         method_help = gr.Markdown(handlers.method_markdown(by_name[default]), elem_id="method-help")
-                        scale = gr.Radio(
-                            choices=scale_choices(default),
-                            value=handlers.pick_scale(by_name[default].scales, 4),
-                            label="Scale",
-                            elem_id="scale",
+                        scale = numeric_in_api(
+                            gr.Radio(
+                                choices=scale_choices(default),
+                                value=handlers.pick_scale(by_name[default].scales, 4),
+                                label="Scale",
+                                elem_id="scale",
+                            ),
+                            "a scale the method supports natively, e.g. 4 (the models: 2 or 4; classical: 2-8)",
+                        )
+                        outscale = gr.Number(
+                            value=None,
+                            minimum=1,
+                            maximum=8,
+                            step=0.5,
+                            label="Output scale (optional)",
+                            placeholder="e.g. 3.5",
+                            elem_id="outscale",
+                            info="Any factor from 1 to 8, used instead of Scale: a model runs at the nearest scale "
+                            "it supports at or above it, then Lanczos resizes to the exact size; classical methods "
+                            "resize straight to it.",
                         )
                         test_mode = gr.Checkbox(
                             label="Test on my image",
@@ -320,7 +398,7 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
                             compare_button = gr.Button("Compare all methods", elem_id="compare")
                     with gr.Column(scale=3):
                         slider = gr.ImageSlider(
-                            label="Before (nearest neighbour) / after",
+                            label="Before and after",
                             format="png",
                             type="pil",
                             interactive=False,
@@ -328,19 +406,27 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
                         )
                         with gr.Row():
                             psnr = gr.Number(
-                                label="PSNR (dB, Y channel)",
+                                label="PSNR",
+                                info="dB, Y channel",
                                 placeholder="needs a reference",
                                 interactive=False,
                                 elem_id="psnr",
                             )
                             ssim = gr.Number(
-                                label="SSIM (Y channel)",
+                                label="SSIM",
+                                info="Y channel",
                                 placeholder="needs a reference",
                                 interactive=False,
                                 elem_id="ssim",
                             )
                         summary = gr.Markdown(label="Summary", elem_id="summary")
-                        download = gr.File(label="Full-resolution PNG", interactive=False, elem_id="download")
+                        download = gr.File(label="Result PNG", interactive=False, elem_id="download")
+                        # The single-image endpoint behind /upscale_image and the MCP tool (MCP clients get an
+                        # image only from a single image output, not from the slider); never shown.
+                        mcp_trigger = gr.Button(visible=False, elem_id="mcp-trigger")
+                        upscaled = gr.Image(
+                            label="Upscaled image", type="filepath", format="png", visible=False, interactive=False
+                        )
                 examples = _examples(image, test_mode)
                 with gr.Accordion("Compare all methods", open=True):
                     table = gr.Dataframe(
@@ -357,10 +443,10 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
             for build_tab in extra_tabs:
                 build_tab(config)
 
-        upscale_inputs = [image, method, scale, reference, test_mode, tile, degradation]
+        upscale_inputs = [image, method, scale, reference, test_mode, tile, degradation, outscale]
         upscale_outputs = [slider, download, psnr, ssim, summary, last]
         heavy = {"concurrency_id": HEAVY_QUEUE, "concurrency_limit": config.concurrency_limit}
-        run_upscale_gpu = gpu(120)(run_upscale)
+        run_upscale_gpu = gpu(120)(upscale)
         run_button.click(
             run_upscale_gpu,
             upscale_inputs,
@@ -370,9 +456,17 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
             api_description="Upscale an image; returns (before/after pair, full-resolution PNG, PSNR, SSIM, summary).",
             **heavy,
         )
+        mcp_trigger.click(
+            gpu(120)(upscale_image),
+            [image, method, scale, outscale, tile],
+            [upscaled],
+            api_name="upscale_image",
+            preprocess=False,
+            **heavy,
+        )
         compare_button.click(
-            gpu(300)(run_compare),
-            [image, scale, reference, test_mode, tile, degradation],
+            gpu(300)(compare),
+            [image, scale, reference, test_mode, tile, degradation, outscale],
             [table, gallery],
             api_name="compare",
             preprocess=False,
@@ -382,7 +476,7 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
         )
         method.change(on_method, [method, scale], [scale, method_help], queue=False, api_visibility="private")
         gr.on(
-            [method.change, scale.change, reference.change, test_mode.change, degradation.change],
+            [method.change, scale.change, reference.change, test_mode.change, degradation.change, outscale.submit],
             gpu(120)(live_update),
             [*upscale_inputs, last],
             upscale_outputs,

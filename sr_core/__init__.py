@@ -1,6 +1,7 @@
 """SR Studio's super-resolution library: models, losses, classical upscalers, metrics, I/O and tiled inference.
 
-Start with ``available_methods()`` and ``upscale(image, method=..., scale=...)``.
+Start with ``available_methods()`` and ``upscale(image, method=..., scale=...)``; ``upscale_by(image, method=...,
+outscale=3.5)`` reaches any factor from 1 to 8.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .errors import (
     WeightsError,
 )
 from .io import load_image, save_image
+from .outscale import upscale_by
 from .pipeline import upscale
 from .registry import MethodInfo, available_methods, get_method
 
@@ -38,4 +40,5 @@ __all__ = [
     "resolve_precision",
     "save_image",
     "upscale",
+    "upscale_by",
 ]

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from sr_core.atomic import atomic_path
+from sr_core.constants import DEFAULT_MAX_PIXELS
 from sr_core.errors import ImageLoadError, ImageTooLargeError, SRError
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_PIXELS: int = 100_000_000
 CANONICAL_MODES: tuple[str, ...] = ("L", "LA", "RGB", "RGBA", "I;16")
 
 _CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "I;16": 1}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ skimage_metrics = pytest.importorskip("skimage.metrics")
 
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
+from gradio_client.utils import sanitize_parameter_names  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTO = REPO / "examples" / "astronaut.png"
@@ -113,6 +115,7 @@ def test_named_endpoints_are_published(app):
         "test_on_my_image",
         "tile_size",
         "test_degradation",
+        "outscale",
     ]
 
 
@@ -269,3 +272,89 @@ def test_compare_leaves_out_methods_without_the_scale(app, upload):
     assert "SRResNet" not in labels and "Bicubic" in labels
     assert all(row[1] is None and row[2] is None for row in table["data"])
     assert all(pixels(item["image"]).shape == (90, 120, 3) for item in gallery)
+
+
+def test_api_types_defaults_and_output_names_are_readable(app):
+    client, _, _ = app
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/upscale", "/compare", "/upscale_image"} <= set(endpoints)
+    for name in ("/upscale", "/compare", "/upscale_image"):
+        params = {p["parameter_name"]: p for p in endpoints[name]["parameters"]}
+        assert params["scale"]["type"]["type"] == "number" and params["scale"]["python_type"]["type"] == "float"
+        assert params["outscale"]["type"]["type"] == "number"
+        assert [n for n, p in params.items() if not p["parameter_has_default"]] == ["image"]
+        labels = [r["label"] for r in endpoints[name]["returns"]]
+        names = [sanitize_parameter_names(label) for label in labels]
+        assert all(re.fullmatch(r"[a-z]+(_[a-z]+)*", n) and not re.fullmatch(r"value_\d+", n) for n in names), names
+    returns = [sanitize_parameter_names(r["label"]) for r in endpoints["/upscale"]["returns"]]
+    assert returns == ["before_and_after", "result_png", "psnr", "ssim", "summary"]
+    assert [r["label"] for r in endpoints["/upscale_image"]["returns"]] == ["Upscaled image"]
+
+
+def test_keyword_call_with_image_method_and_scale(app, upload):
+    client, _, _ = app
+    source = crop((200, 60, 240, 90))  # 40x30
+    _, png, psnr, ssim, summary = client.predict(
+        image=handle_file(upload(source)), method="bicubic", scale=4, api_name="/upscale"
+    )
+    expected = np.asarray(source.resize((160, 120), Image.Resampling.BICUBIC)).astype(int)
+    assert np.abs(pixels(png).astype(int) - expected).max() <= 2
+    assert psnr is None and ssim is None and "Bicubic** x4" in summary
+
+
+def test_outscale_runs_the_model_at_its_scale_then_lanczos(app, upload):
+    import sr_core
+
+    client, _, config = app
+    source = crop((200, 60, 240, 80))  # 40x20
+    (before, after), png, _, _, summary = client.predict(
+        image=handle_file(upload(source)), method="srresnet", outscale=3.5, api_name="/upscale"
+    )
+    result = pixels(png)
+    assert result.shape == (70, 140, 3)
+    native = sr_core.upscale(source, "srresnet", 4, weights_dir=config.weights_dir)
+    expected = np.asarray(native.resize((140, 70), Image.Resampling.LANCZOS)).astype(int)
+    assert np.abs(result.astype(int) - expected).max() <= 2
+    np.testing.assert_array_equal(pixels(after), result)
+    assert pixels(before).shape == result.shape
+    assert "x4, then Lanczos to x3.5" in summary and "40x20 -> 140x70" in summary
+
+
+def test_upscale_image_endpoint_returns_just_the_png(app, upload):
+    client, _, _ = app
+    source = crop((200, 60, 224, 78))  # 24x18
+    path = client.predict(image=handle_file(upload(source)), method="lanczos", outscale=2.5, api_name="/upscale_image")
+    assert Image.open(path).format == "PNG"
+    expected = np.asarray(source.resize((60, 45), Image.Resampling.LANCZOS)).astype(int)
+    assert np.abs(pixels(path).astype(int) - expected).max() <= 2
+    with pytest.raises(AppError, match="from 1 to 8"):
+        client.predict(image=handle_file(upload(source)), method="lanczos", outscale=12, api_name="/upscale_image")
+
+
+def test_test_on_my_image_at_a_fractional_scale(app, upload):
+    from sr_core.outscale import shrink_pair
+
+    client, _, _ = app
+    truth = crop((180, 40, 278, 111))  # 98x71 -> input 28x20 -> result 98x70
+    _, png, psnr, ssim, _ = client.predict(
+        image=handle_file(upload(truth)), method="bicubic", outscale=3.5, test_on_my_image=True, api_name="/upscale"
+    )
+    cropped, low = shrink_pair(truth, 3.5)
+    assert low.size == (28, 20) and cropped.size == (98, 70)
+    result = pixels(png)
+    expected = np.asarray(low.resize((98, 70), Image.Resampling.BICUBIC)).astype(int)
+    assert result.shape == (70, 98, 3) and np.abs(result.astype(int) - expected).max() <= 2
+    want_psnr, want_ssim = reference_metrics(result, np.asarray(cropped), border=4)
+    assert psnr == pytest.approx(want_psnr, abs=2e-3)
+    assert ssim == pytest.approx(want_ssim, abs=1e-3)
+
+
+def test_compare_at_an_output_scale_runs_every_method(app, upload):
+    import sr_core
+
+    client, _, config = app
+    table, gallery = client.predict(
+        image=handle_file(upload(crop((0, 0, 40, 30)))), outscale=2.5, api_name="/compare"
+    )
+    assert [row[0] for row in table["data"]] == [m.label for m in sr_core.available_methods(config.weights_dir)]
+    assert all(pixels(item["image"]).shape == (75, 100, 3) for item in gallery)

@@ -767,3 +767,20 @@ def test_describe() -> None:
     assert describe(Image.new("RGBA", (640, 480))) == "RGBA 640x480"
     assert describe(Image.new("I;16", (3, 2))) == "I;16 3x2"
     assert describe(np.zeros((2, 3, 4), np.float32)) == "float32 array 2x3x4"
+
+
+def test_save_image_quality_for_lossy_formats(tmp_path):
+    y, x = np.mgrid[0:64, 0:64]
+    image = Image.fromarray(np.stack([x * 4, y * 4, (x * y) % 256], axis=2).astype(np.uint8))
+    # Independent reference: Pillow writing JPEG at the same quality gives the same pixels.
+    image.save(tmp_path / "ref.jpg", quality=30)
+    saved = save_image(image, tmp_path / "q30.jpg", quality=30)
+    np.testing.assert_array_equal(np.asarray(Image.open(saved)), np.asarray(Image.open(tmp_path / "ref.jpg")))
+    default = save_image(image, tmp_path / "q95.jpg")
+    assert saved.stat().st_size < default.stat().st_size
+    png_with_quality = save_image(image, tmp_path / "a.png", quality=30).read_bytes()
+    assert png_with_quality == save_image(image, tmp_path / "b.png").read_bytes()  # lossless formats ignore it
+    for bad in (0, 101, 50.0, True):
+        with pytest.raises(SRError, match="quality"):
+            save_image(image, tmp_path / "bad.jpg", quality=bad)
+    assert not (tmp_path / "bad.jpg").exists()

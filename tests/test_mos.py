@@ -1,7 +1,9 @@
-"""MOS study library: SQLite store, statistics against hand computation and SciPy, item rendering, report CLI."""
+"""MOS study: statistics (sr_core.stats) against hand computation and SciPy; the web study's SQLite store, item
+rendering and report CLI (sr_app.mos); where each lives, and the forwarding ``python -m sr_core.mos``."""
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import math
@@ -17,7 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sr_core.mos import (
+import sr_core.stats
+from sr_app.mos import (
     CSV_FIELDS,
     GROUND_TRUTH,
     BadScoreError,
@@ -26,12 +29,15 @@ from sr_core.mos import (
     RatingError,
     RatingStore,
     ReplayedRatingError,
+    Shown,
     Study,
     UnknownItemError,
+    find_images,
     summarize_scores,
     t_quantile,
 )
-from sr_core.mos.cli import main as mos_main
+from sr_app.mos.cli import main as mos_main
+from sr_core.constants import APP_MAX_PIXELS, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -149,8 +155,8 @@ def test_mos_and_ci_match_hand_computed_example(tmp_path):
     assert [row.method for row in store.method_scores()] == ["gamma", "alpha", "beta"]
 
 
-def bad_submissions(store: RatingStore) -> list[tuple[type[Exception], tuple]]:
-    """(expected error, add_rating arguments) for each kind of bad submission."""
+def bad_submissions(store: RatingStore) -> tuple[list[tuple[type[Exception], tuple]], Shown]:
+    """(expected error, add_rating arguments) for each kind of bad submission, and the showing left unrated."""
     pending = store.show("v1", "img5:alpha:x4")
     other = store.show("v2", "img6:alpha:x4")
     done = store.show("v1", "img7:alpha:x4")
@@ -170,13 +176,13 @@ def bad_submissions(store: RatingStore) -> list[tuple[type[Exception], tuple]]:
         (RatingError, ("", "img5:alpha:x4", 3, pending.token)),
         (RatingError, ("v1", "img5:alpha:x4", 3, "")),
     ]
-    return cases
+    return cases, pending
 
 
 def test_bad_submissions_are_refused_without_touching_the_data(tmp_path):
     store = make_store(tmp_path / "r.db")
     fill_hand_example(store)
-    cases = bad_submissions(store)
+    cases, pending = bad_submissions(store)
     before_rows = store.ratings()
     before_count = store.count()
     for error, (visitor, item_id, score, token) in cases:
@@ -189,12 +195,11 @@ def test_bad_submissions_are_refused_without_touching_the_data(tmp_path):
     with pytest.raises(RatingError):
         store.show("v1", "img5:alpha:x4")
     # The pending item can still be rated properly after all the refused attempts, exactly once.
-    pending = store.pending("v1")
-    assert pending is not None and pending.item_id == "img5:alpha:x4"
     stored = store.add_rating("v1", "img5:alpha:x4", 2.0, token=pending.token)
     assert (stored.score, type(stored.score)) == (2, int)
     assert store.count() == before_count + 1
-    assert store.pending("v1") is None
+    with pytest.raises(ReplayedRatingError):
+        store.add_rating("v1", "img5:alpha:x4", 3, token=pending.token)
 
 
 def test_concurrent_writers_lose_nothing(tmp_path):
@@ -321,13 +326,15 @@ def parse_markdown_table(text: str) -> dict[str, list[str]]:
     return {cells[0]: cells[1:] for cells in ([c.strip() for c in row.strip("|").split("|")] for row in rows)}
 
 
-def test_report_cli_prints_mos_table_and_writes_csv(tmp_path):
+@pytest.mark.parametrize("module", ["sr_app.mos", "sr_core.mos"])
+def test_report_cli_prints_mos_table_and_writes_csv(tmp_path, module):
+    """The study's own command, and its former name, which forwards to it."""
     store = make_store(tmp_path / "r.db")
     fill_hand_example(store)
     out_csv = tmp_path / "out" / "all.csv"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "sr_core.mos", "report", "--db", str(tmp_path / "r.db"), "--csv", str(out_csv)],
+        [sys.executable, "-m", module, "report", "--db", str(tmp_path / "r.db"), "--csv", str(out_csv)],
         capture_output=True,
         text=True,
         env=env,
@@ -360,3 +367,102 @@ def test_report_cli_csv_to_stdout_and_errors(tmp_path, capsys):
     assert "no ratings database" in capsys.readouterr().err
     assert not (tmp_path / "nope.db").exists()
     assert math.isfinite(store.method_scores()[0].summary.mean)
+
+
+def test_old_command_name_forwards_in_process(tmp_path, capsys):
+    import sr_core.mos
+
+    make_store(tmp_path / "r.db")
+    assert sr_core.mos.main(["report", "--db", str(tmp_path / "r.db")]) == 0
+    assert "No ratings yet" in capsys.readouterr().out
+    assert sr_core.mos.main(["report", "--db", str(tmp_path / "nope.db")]) == 2
+    with pytest.raises(SystemExit):
+        sr_core.mos.main(["--help"])
+    assert "python -m sr_core.mos" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------ layout
+
+
+def test_library_keeps_the_statistics_and_the_app_holds_the_study():
+    """sr_core has the MOS statistics but no store, study or tokens; importing it never imports the app."""
+    import sr_app.mos
+
+    code = (
+        "import sys, importlib.util\n"
+        "import sr_core, sr_core.mos, sr_core.stats, sr_core.constants, sr_core.io\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sr_app', 'gradio')))\n"
+        "print([n for n in ('store', 'study', 'cli', 'stats') if importlib.util.find_spec('sr_core.mos.' + n)])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[]", "[]"]
+    assert sr_app.mos.summarize_scores is sr_core.stats.summarize_scores
+    assert sr_app.mos.t_quantile is sr_core.stats.t_quantile
+    assert sr_app.mos.RatingStore.__module__ == "sr_app.mos.store"
+
+
+def test_dead_code_is_gone():
+    assert not hasattr(RatingStore, "pending")
+    assert not hasattr(sr_core.stats, "t_cdf")
+    assert not hasattr(sr_core.stats, "regularized_beta")
+
+
+def _long_functions(paths: list[Path], limit: int) -> list[str]:
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > limit:
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_no_function_of_the_study_is_longer_than_100_lines():
+    paths = [REPO / "sr_app" / "rate.py", REPO / "sr_core" / "stats.py", REPO / "sr_core" / "constants.py"]
+    paths += sorted((REPO / "sr_app" / "mos").glob("*.py")) + sorted((REPO / "sr_core" / "mos").glob("*.py"))
+    assert _long_functions(paths, 100) == []
+
+
+# ------------------------------------------------------------------------------------------------ constants
+
+
+def test_study_takes_every_image_format_the_cli_takes(tmp_path):
+    """One suffix list: the study reads every format ``sr-upscale`` reads from a folder, and decodes it."""
+    from sr_core.cli import IMAGE_SUFFIXES as CLI_SUFFIXES
+
+    assert set(IMAGE_SUFFIXES) == set(CLI_SUFFIXES)
+    assert {".gif", ".ppm", ".pgm", ".tga"} <= IMAGE_SUFFIXES
+    rng = np.random.default_rng(2)
+    rgb = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    for suffix in sorted(IMAGE_SUFFIXES):
+        image = rgb.convert("L") if suffix == ".pgm" else rgb
+        image.save(tmp_path / f"photo{suffix.replace('.', '_')}{suffix.upper()}")
+    (tmp_path / "notes.txt").write_text("not an image")
+    found = find_images(tmp_path)
+    assert sorted(p.suffix.lower() for p in found) == sorted(IMAGE_SUFFIXES)
+
+    study = Study.from_folder(tmp_path / "r.db", tmp_path, methods=["nearest"], control=True)
+    gif = next(p for p in found if p.suffix == ".GIF")
+    truth = next(e for e in study.items.values() if e.source == gif and e.item.method == GROUND_TRUTH)
+    expected = np.asarray(Image.open(gif).convert("RGB"))[:12, :16]
+    np.testing.assert_array_equal(np.asarray(study.image(truth.item_id)), expected)
+
+
+def test_pixel_limits_are_defined_once_with_the_app_limit_for_the_study(tmp_path):
+    import sr_core.io
+
+    assert (DEFAULT_MAX_PIXELS, APP_MAX_PIXELS) == (100_000_000, 4_000_000)
+    assert sr_core.io.DEFAULT_MAX_PIXELS == DEFAULT_MAX_PIXELS
+    assert "DEFAULT_MAX_PIXELS" not in {
+        target.id
+        for node in ast.walk(ast.parse((REPO / "sr_core" / "io.py").read_text(encoding="utf-8")))
+        if isinstance(node, (ast.Assign, ast.AnnAssign))
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Name)
+    }
+    Image.new("RGB", (8, 8)).save(tmp_path / "small.png")
+    study = Study.from_folder(tmp_path / "r.db", tmp_path, methods=["nearest"])
+    assert study.max_pixels == APP_MAX_PIXELS

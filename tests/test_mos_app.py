@@ -20,7 +20,7 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from sr_core.mos import GROUND_TRUTH, RatingStore, Study, offered_methods  # noqa: E402
+from sr_app.mos import DEFAULT_DB, GROUND_TRUTH, RatingStore, Study, offered_methods  # noqa: E402
 
 METHODS = ["nearest", "bicubic"]
 HIDDEN_WORDS = ("nearest", "bicubic", "neighbour", "ground", "truth", "control", "photo_")
@@ -46,10 +46,10 @@ def photos(tmp_path) -> Path:
 def serve(study: Study):
     """The full SR Studio demo with the Rate tab added through build_demo's extra_tabs hook."""
     from sr_app.handlers import AppConfig
-    from sr_app.rate import tab_builder
+    from sr_app.rate import add_rate_tab
     from sr_app.ui import build_demo
 
-    demo = build_demo(AppConfig(device="cpu"), extra_tabs=[tab_builder(study)])
+    demo = build_demo(AppConfig(device="cpu"), extra_tabs=[lambda config: add_rate_tab(study)])
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
     return demo, url
 
@@ -90,6 +90,9 @@ def test_visitor_sees_each_item_once_blind_and_pixel_exact(app, photos):
     study, url = app
     client = Client(url, verbose=False)
     shown_items = []
+    # The study's endpoints are callable but not advertised (so not offered as MCP tools either).
+    assert not any(name.startswith("/rate") for name in client.view_api(print_info=False, return_format="dict")[
+        "named_endpoints"])  # fmt: skip
     image, status = client.predict(api_name="/rate_start")
     again, _ = client.predict(api_name="/rate_start")  # a second start shows the same image, not a new one
     assert Path(again).read_bytes() == Path(image).read_bytes()
@@ -249,6 +252,49 @@ def test_build_tab_hook_uses_environment_settings(tmp_path, photos, monkeypatch)
     monkeypatch.setenv("SR_STUDIO_RATING_IMAGES", str(tmp_path / "no-such-folder"))
     demo = build_demo(AppConfig(device="cpu"), extra_tabs=load_extra_tabs())
     assert "rate_start" not in {fn.api_name for fn in demo.fns.values()}
+
+
+def test_rate_settings_come_from_the_app_flags_then_the_environment_then_defaults():
+    """RateConfig reads only what AppConfig has (the --ratings-db / --rating-images flags, device, weights)."""
+    from sr_app.handlers import AppConfig
+    from sr_app.rate import ENV_DB, ENV_IMAGES, RateConfig
+    from sr_app.ui import EXAMPLES_DIR
+
+    env = {ENV_DB: "env/votes.db", ENV_IMAGES: "env/photos"}
+    flags = AppConfig(device="cpu", weights_dir="w", ratings_db="flag/votes.db", rating_images="flag/photos")
+    assert RateConfig.from_app(flags, env) == RateConfig(
+        ratings_db=Path("flag/votes.db"), rating_images=Path("flag/photos"), device="cpu", weights_dir="w"
+    )
+    from_env = RateConfig.from_app(AppConfig(), env)
+    assert (from_env.ratings_db, from_env.rating_images, from_env.device) == (
+        Path("env/votes.db"),
+        Path("env/photos"),
+        "auto",
+    )
+    defaults = RateConfig.from_app(AppConfig(), {ENV_DB: "", ENV_IMAGES: ""})
+    assert (defaults.ratings_db, defaults.rating_images) == (Path(DEFAULT_DB), EXAMPLES_DIR)
+    assert (defaults.scales, defaults.control, defaults.weights_dir) == ((4,), True, None)
+
+
+def test_build_tab_hook_uses_the_app_flags(tmp_path, photos, monkeypatch):
+    """The flags beat the environment: the study is stored where --ratings-db says."""
+    from sr_app.handlers import AppConfig
+    from sr_app.ui import build_demo, load_extra_tabs
+
+    monkeypatch.setattr("sr_app.rate._prerender", lambda study: None)  # no renders left running at exit
+    monkeypatch.setenv("SR_STUDIO_RATINGS_DB", str(tmp_path / "env.db"))
+    monkeypatch.setenv("SR_STUDIO_RATING_IMAGES", str(tmp_path / "no-such-folder"))
+    config = AppConfig(device="cpu", ratings_db=str(tmp_path / "flag.db"), rating_images=str(photos))
+    demo = build_demo(config, extra_tabs=load_extra_tabs())
+    assert "rate_start" in {fn.api_name for fn in demo.fns.values()}
+    assert (tmp_path / "flag.db").is_file() and not (tmp_path / "env.db").exists()
+    assert len(RatingStore(tmp_path / "flag.db").items()) == 3 * (len(offered_methods((4,))) + 1)
+
+
+def test_unused_tab_builder_is_gone():
+    import sr_app.rate
+
+    assert not hasattr(sr_app.rate, "tab_builder")
 
 
 CHROMIUM = Path(os.environ.get("SR_STUDIO_CHROMIUM", "/usr/bin/chromium"))

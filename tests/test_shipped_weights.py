@@ -55,3 +55,32 @@ def test_shipped_model_quality_on_a_bundled_image(entry):
         assert psnr(ours, hr, crop_border=scale) > psnr(bicubic, hr, crop_border=scale)
     else:  # the GAN trades PSNR for detail: it must restore more high frequencies than bicubic does
         assert high_frequency_ratio(ours, hr, crop_border=scale) > high_frequency_ratio(bicubic, hr, crop_border=scale)
+
+
+REAL_MODELS = [e for e in ENTRIES if e["name"].startswith("real-")]
+
+
+def _degraded_sample(spec: str) -> tuple[Image.Image, np.ndarray]:
+    from sr_core.evaluate import make_eval_lr
+
+    hr = mod_crop(Image.open(SAMPLE).convert("RGB"), 4)
+    return make_eval_lr(hr, 4, spec, SAMPLE.name), np.asarray(hr)
+
+
+def test_real_photo_models_are_shipped_and_labelled_for_photos():
+    names = {e["name"] for e in REAL_MODELS}
+    assert {"real-srresnet", "real-srgan"} <= names
+    offered = {m.name: m for m in sr_core.available_methods()}
+    for name in ("real-srresnet", "real-srgan"):
+        assert "photo" in (offered[name].label + offered[name].description).lower()
+    for entry in REAL_MODELS:
+        assert set(entry["evaluation"]["degraded"]) >= {"jpeg50", "jpeg75", "noise10+jpeg75", "blur+jpeg60"}
+        assert entry["training"]["config"]["data"]["degradation"] == "realistic"
+
+
+@pytest.mark.parametrize("spec", ["jpeg75", "noise10+jpeg75"])
+def test_real_srresnet_beats_bicubic_and_srresnet_on_a_degraded_input(spec):
+    lr, hr = _degraded_sample(spec)
+    scores = {m: psnr(np.asarray(sr_core.upscale(lr, m, 4)), hr, crop_border=4) for m in ("bicubic", "srresnet")}
+    real = psnr(np.asarray(sr_core.upscale(lr, "real-srresnet", 4)), hr, crop_border=4)
+    assert real > scores["bicubic"] and real > scores["srresnet"]

@@ -234,3 +234,80 @@ def test_dry_run_folder_boots_on_its_own_and_answers(tmp_path):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def requirement_lines(path: Path) -> list[str]:
+    return [line.split("#", 1)[0].strip() for line in path.read_text().splitlines() if line.split("#", 1)[0].strip()]
+
+
+@pytest.mark.parametrize("hardware", ["cpu-basic", "cpu-upgrade"])
+def test_cpu_hardware_gets_the_cpu_torch_build(tmp_path, hardware):
+    result = run_deploy("--dry-run", str(tmp_path / "space"), "--hardware", hardware)
+    assert result.returncode == 0, result.stderr
+    lines = requirement_lines(tmp_path / "space" / "requirements.txt")
+    version = pins(REPO / "requirements.txt")["torch"].split("==")[1]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
+    assert [line for line in lines if line.startswith("torch")] == [f"torch=={version}+cpu"]
+    assert {"numpy", "pillow", "safetensors"} <= set(pins(tmp_path / "space" / "requirements.txt"))
+    assert "--index-url" not in " ".join(lines)  # PyPI stays the main index for everything else
+
+
+@pytest.mark.parametrize("hardware", ["t4-small", "a10g-small", "zero-a10g"])
+def test_gpu_and_zerogpu_hardware_get_the_cuda_build(tmp_path, hardware):
+    result = run_deploy("--dry-run", str(tmp_path / "space"), "--hardware", hardware)
+    assert result.returncode == 0, result.stderr
+    lines = requirement_lines(tmp_path / "space" / "requirements.txt")
+    assert [line for line in lines if line.startswith("torch")] == [pins(REPO / "requirements.txt")["torch"]]
+    assert not any(line.startswith("--") for line in lines)
+
+
+def test_the_default_is_cpu_basic(tmp_path):
+    deploy = load_deploy()
+    deploy.assemble(tmp_path / "space")
+    assert any(line.endswith("+cpu") for line in requirement_lines(tmp_path / "space" / "requirements.txt"))
+
+
+def test_gitattributes_send_every_binary_file_to_lfs(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    folder = tmp_path / "space"
+    assert run_deploy("--dry-run", str(folder)).returncode == 0
+    subprocess.run(["git", "init", "-q", str(folder)], check=True, timeout=60)
+    files = sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts
+    )
+    binary = [f for f in files if not f.endswith((".py", ".md", ".txt", ".json", ".gitattributes", "LICENSE"))]
+    assert any(f.endswith(".safetensors") for f in binary) and any(f.endswith(".png") for f in binary)
+    # Independent reference: git itself says which attribute each file gets.
+    answer = subprocess.run(
+        ["git", "check-attr", "filter", "--", *files], cwd=folder, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    lfs = {line.split(": ")[0] for line in answer if line.endswith(": filter: lfs")}
+    assert set(binary) <= lfs, sorted(set(binary) - lfs)
+    assert not any(f.endswith(".py") for f in lfs)
+
+
+def test_model_ids_go_into_the_front_matter(tmp_path):
+    folder = tmp_path / "space"
+    result = run_deploy("--dry-run", str(folder), "--model", "someone/sr-x4", "--model", "other/real-sr")
+    assert result.returncode == 0, result.stderr
+    text = (folder / "README.md").read_text()
+    meta = front_matter(text)
+    assert meta["models"] == ["someone/sr-x4", "other/real-sr"]
+    original = front_matter((SPACE / "README.md").read_text())
+    assert {k: v for k, v in meta.items() if k != "models"} == original
+    assert text.split("\n---\n", 1)[1] == (SPACE / "README.md").read_text().split("\n---\n", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--hardware", "gpu"], "not a Space hardware"),
+        (["--model", "no-slash"], "USER/NAME"),
+        (["--model", "a/b/c"], "USER/NAME"),
+    ],
+)
+def test_bad_hardware_or_model_ids_are_usage_errors(tmp_path, args, message):
+    result = run_deploy("--dry-run", str(tmp_path / "space"), *args)
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "space").exists()

@@ -22,7 +22,10 @@ from sr_core.degradations import NAMED_DEGRADATIONS, DegradationConfig
 STAGES = ("srresnet", "srgan")
 SCHEDULES = ("constant", "multistep", "cosine")
 PIXEL_LOSSES = ("mse", "l1")
-MIXED_PRECISION = ("no", "fp16", "bf16")
+INHERIT = "inherit"
+MIXED_PRECISION = (INHERIT, "no", "fp16", "bf16")
+LAUNCHER_PRECISION_ENV = "ACCELERATE_MIXED_PRECISION"
+"""Where ``accelerate launch --mixed_precision`` (or ``accelerate config``) leaves its value for Accelerator()."""
 DEGRADATIONS = ("bicubic", "realistic")
 SCALES = (2, 4, 8)
 MIN_DISCRIMINATOR_PATCH = 32
@@ -108,7 +111,9 @@ class Config:
 
     output_dir: str = "outputs/run"
     seed: int = 42
-    mixed_precision: str = "no"
+    mixed_precision: str = INHERIT
+    """``inherit`` takes ``accelerate launch --mixed_precision`` / ``accelerate config`` (else ``no``);
+    ``no``, ``fp16`` or ``bf16`` set it here, over the launcher."""
     log_with: str = "tensorboard"
     log_every: int = 10
     validate_every: int = 1000
@@ -120,6 +125,18 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def accelerator_mixed_precision(self) -> str | None:
+        """What to pass to ``Accelerator(mixed_precision=...)``: None lets Accelerate read the launcher's value."""
+        return None if self.mixed_precision == INHERIT else self.mixed_precision
+
+    def mixed_precision_source(self) -> str:
+        """Where the effective mixed precision comes from, for the start-up log line."""
+        if self.mixed_precision != INHERIT:
+            return "from the config"
+        if os.environ.get(LAUNCHER_PRECISION_ENV):
+            return "from the launcher / accelerate config"
+        return "default: no launcher or accelerate config setting"
 
     def flat(self) -> dict[str, Any]:
         """``{"section.key": value}`` for every key (what trackers log as hyper-parameters)."""

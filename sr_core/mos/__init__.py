@@ -1,61 +1,21 @@
-"""Mean opinion score (MOS) study: blind 1-5 ratings of upscaled images in SQLite, summarised per method.
+"""Forwarder: ``python -m sr_core.mos report --db FILE [--csv OUT]`` runs :mod:`sr_app.mos.cli`.
 
-- :class:`RatingStore`: the SQLite database (items, what was shown to whom, one row per rating).
-- :class:`Study`: the items (test image x method x scale, plus the ground truth as a control), their cached
-  lossless renders, and the draw of the next unseen item for a visitor.
-- :func:`summarize_scores` / :func:`t_quantile`: MOS, sample std and Student-t 95% confidence interval.
-- ``python -m sr_core.mos report --db FILE [--csv OUT]``: the MOS table as Markdown, and all ratings as CSV.
+The rating study (SQLite store, items, visitor tokens) moved to the app as :mod:`sr_app.mos`; its statistics
+are :mod:`sr_core.stats`. This package only keeps the old command working, and imports the app only when run.
 """
 
 from __future__ import annotations
 
-from .stats import ScoreSummary, summarize_scores, t_cdf, t_quantile
-from .store import (
-    CSV_FIELDS,
-    DEFAULT_DB,
-    GROUND_TRUTH,
-    SCORE_LABELS,
-    AlreadyShownError,
-    BadScoreError,
-    Item,
-    MethodScore,
-    NotShownError,
-    Rating,
-    RatingError,
-    RatingStore,
-    ReplayedRatingError,
-    Shown,
-    UnknownItemError,
-    check_score,
-)
-from .study import DEFAULT_SCALES, Study, StudyItem, build_items, find_images, image_key, offered_methods
+from collections.abc import Sequence
 
-__all__ = [
-    "CSV_FIELDS",
-    "DEFAULT_DB",
-    "DEFAULT_SCALES",
-    "GROUND_TRUTH",
-    "SCORE_LABELS",
-    "AlreadyShownError",
-    "BadScoreError",
-    "Item",
-    "MethodScore",
-    "NotShownError",
-    "Rating",
-    "RatingError",
-    "RatingStore",
-    "ReplayedRatingError",
-    "ScoreSummary",
-    "Shown",
-    "Study",
-    "StudyItem",
-    "UnknownItemError",
-    "build_items",
-    "check_score",
-    "find_images",
-    "image_key",
-    "offered_methods",
-    "summarize_scores",
-    "t_cdf",
-    "t_quantile",
-]
+PROG = "python -m sr_core.mos"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``sr_app.mos``'s command line under this package's name; returns the exit status."""
+    from sr_app.mos.cli import main as app_main  # lazy: importing sr_core must never import the app
+
+    return app_main(argv, prog=PROG)
+
+
+__all__ = ["main"]

@@ -1,5 +1,5 @@
-"""``python -m sr_core.mos report --db FILE [--csv OUT]``."""
+"""``python -m sr_core.mos report --db FILE [--csv OUT]``: forwards to ``python -m sr_app.mos``."""
 
-from .cli import main
+from . import main
 
 raise SystemExit(main())

@@ -1,8 +1,9 @@
 """Mean opinion score statistics: mean, sample standard deviation and a Student-t confidence interval.
 
-The t quantile is computed here (regularised incomplete beta function inverted by bisection, and the
-Cornish-Fisher expansion for very large degrees of freedom) so that SciPy is not needed at run time; it agrees
-with ``scipy.stats.t.ppf`` to better than 1e-9.
+The library holds them so that anything summarising 1-5 scores can use them; the web rating study
+(:mod:`sr_app.mos`) does. The t quantile is computed here (the t tail from the regularised incomplete beta
+function, inverted by bisection, and the Cornish-Fisher expansion for very large degrees of freedom) so that
+SciPy is not needed at run time; it agrees with ``scipy.stats.t.ppf`` to better than 1e-9.
 """
 
 from __future__ import annotations
@@ -60,15 +61,6 @@ def _beta_pair(a: float, b: float, x: float, y: float) -> tuple[float, float]:
     return 1.0 - upper, upper
 
 
-def regularized_beta(a: float, b: float, x: float) -> float:
-    """The regularised incomplete beta function I_x(a, b) for a, b > 0 and x in [0, 1]."""
-    if a <= 0 or b <= 0:
-        raise ValueError(f"regularized_beta needs a, b > 0, got a={a}, b={b}")
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"regularized_beta needs x in [0, 1], got {x}")
-    return _beta_pair(a, b, x, 1.0 - x)[0]
-
-
 def t_sf(t: float, df: float) -> float:
     """Upper tail P(T > t) of Student's t distribution with ``df`` degrees of freedom."""
     if df <= 0:
@@ -79,11 +71,6 @@ def t_sf(t: float, df: float) -> float:
     else:
         tail = 0.5 * _beta_pair(0.5, df / 2.0, t2 / (df + t2), df / (df + t2))[1]
     return tail if t >= 0 else 1.0 - tail
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) of Student's t distribution with ``df`` degrees of freedom."""
-    return 1.0 - t_sf(t, df) if t >= 0 else t_sf(-t, df)
 
 
 def _cornish_fisher(p: float, df: float) -> float:

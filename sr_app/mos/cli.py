@@ -1,4 +1,7 @@
-"""``python -m sr_core.mos report --db FILE [--csv OUT]``: MOS table of a ratings database, and its CSV."""
+"""``python -m sr_app.mos report --db FILE [--csv OUT]``: MOS table of a ratings database, and its CSV.
+
+``python -m sr_core.mos report ...``, the command's former home, forwards here.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..errors import SRError
+from sr_core.errors import SRError
+
 from .store import DEFAULT_DB, GROUND_TRUTH, MethodScore, RatingStore
+
+PROG = "python -m sr_app.mos"
+"""The command's name in its help text."""
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -40,9 +47,10 @@ def report(store: RatingStore) -> str:
     return head + markdown_table(store.method_scores())
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The ``report`` command line; ``prog`` is the name the help text shows."""
     parser = argparse.ArgumentParser(
-        prog="python -m sr_core.mos",
+        prog=prog,
         description="Mean opinion score (MOS) study: report on a ratings database.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
     """Run the command line; returns the exit status (2 when the database is missing or unusable)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         store = RatingStore(args.db, create=False)
         text = report(store)

@@ -2,7 +2,7 @@
 
 An item is (test image, method, scale): the image is shrunk by ``scale`` (bicubic,
 ``sr_core.classical.downscale``) and upscaled back by the method, so it can be judged against the original,
-which is itself offered as the control method :data:`~sr_core.mos.store.GROUND_TRUTH`. Renders are written
+which is itself offered as the control method :data:`~sr_app.mos.store.GROUND_TRUTH`. Renders are written
 once as lossless PNG into a cache folder under a name derived from the item id (the test image's content hash
 included), so an item always shows the same pixels, rating is instant, and the file name tells nothing about
 the method.
@@ -21,19 +21,18 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..classical import downscale, mod_crop
-from ..errors import SRError
-from ..io import load_image, save_image, to_uint8
-from ..pipeline import upscale
-from ..registry import MethodInfo, available_methods
+from sr_core.classical import downscale, mod_crop
+from sr_core.constants import APP_MAX_PIXELS, IMAGE_SUFFIXES
+from sr_core.errors import SRError
+from sr_core.io import load_image, save_image, to_uint8
+from sr_core.pipeline import upscale
+from sr_core.registry import MethodInfo, available_methods
+
 from .store import GROUND_TRUTH, AlreadyShownError, Item, Rating, RatingStore, Shown, check_text
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 DEFAULT_SCALES: tuple[int, ...] = (4,)
-DEFAULT_MAX_PIXELS = 4_000_000
-"""Largest test image accepted (pixels); rendering bigger ones would make the study slow to prepare."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class StudyItem:
 
 
 def find_images(folder: str | os.PathLike) -> list[Path]:
-    """The image files directly inside ``folder`` (PNG, JPEG, WebP, BMP, TIFF), sorted by name."""
+    """The image files directly inside ``folder`` (suffixes in ``sr_core.constants.IMAGE_SUFFIXES``), by name."""
     directory = Path(folder)
     if not directory.is_dir():
         raise SRError(f"{directory}: no such folder of test images")
@@ -122,7 +121,7 @@ class Study:
         *,
         device: str = "auto",
         weights_dir: str | os.PathLike | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_pixels: int = APP_MAX_PIXELS,
         seed: int | None = None,
     ) -> None:
         if not items:
@@ -155,7 +154,7 @@ class Study:
         cache_dir: str | os.PathLike | None = None,
         device: str = "auto",
         weights_dir: str | os.PathLike | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_pixels: int = APP_MAX_PIXELS,
         seed: int | None = None,
     ) -> Study:
         """A study of every image in ``images_dir`` x ``methods`` x ``scales``, stored in ``db_path``.
@@ -165,7 +164,7 @@ class Study:
         """
         images = find_images(images_dir)
         if not images:
-            raise SRError(f"{images_dir}: no test images (PNG, JPEG, WebP, BMP or TIFF) in this folder")
+            raise SRError(f"{images_dir}: no test images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
         names = offered_methods(scales, methods, weights_dir)
         store = RatingStore(db_path)
         cache = Path(cache_dir) if cache_dir is not None else store.path.with_name(f"{store.path.stem}_images")

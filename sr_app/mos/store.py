@@ -26,8 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
-from ..errors import SRError
-from .stats import ScoreSummary, summarize_scores
+from sr_core.errors import SRError
+from sr_core.stats import ScoreSummary, summarize_scores
 
 logger = logging.getLogger(__name__)
 
@@ -286,17 +286,6 @@ class RatingStore:
         with self._read() as conn:
             rows = conn.execute("SELECT item_id FROM shown WHERE visitor_id = ?", (visitor_id,)).fetchall()
         return {row[0] for row in rows}
-
-    def pending(self, visitor_id: str) -> Shown | None:
-        """The latest item shown to ``visitor_id`` and not rated yet, if any."""
-        with self._read() as conn:
-            row = conn.execute(
-                "SELECT token, item_id FROM shown AS s WHERE visitor_id = ? "
-                "AND NOT EXISTS (SELECT 1 FROM ratings AS r WHERE r.token = s.token) "
-                "ORDER BY shown_at DESC, rowid DESC LIMIT 1",
-                (visitor_id,),
-            ).fetchone()
-        return None if row is None else Shown(token=row[0], visitor_id=visitor_id, item_id=row[1])
 
     def add_rating(self, visitor_id: str, item_id: str, score: object, *, token: str) -> Rating:
         """Store one score for an item shown to the visitor under ``token``, checked inside the transaction.

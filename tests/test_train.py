@@ -342,7 +342,7 @@ def test_torn_log_line_is_dropped_on_resume(image_folders, two_checkpoints):
     assert [r["step"] for r in train_records(out)] == [1, 2, 3, 4, 5, 6]
 
 
-def test_unreadable_training_images_are_listed_once_and_skipped(image_folders, tmp_path, caplog):
+def test_unreadable_training_images_are_listed_once_and_skipped(image_folders, tmp_path, caplog, capsys):
     train_dir = tmp_path / "train"
     shutil.copytree(image_folders[0], train_dir)
     (train_dir / "notes.png").write_text("this is text, not an image")
@@ -356,6 +356,7 @@ def test_unreadable_training_images_are_listed_once_and_skipped(image_folders, t
     assert code == EXIT_OK
     warnings = [r.getMessage() for r in caplog.records if "unreadable training image" in r.getMessage()]
     assert len(warnings) == 1 and "notes.png" in warnings[0] and "cut.png" in warnings[0]
+    assert "2 unreadable, skipped" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------------------------- stage 2

@@ -526,8 +526,8 @@ def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | N
     acc.init_trackers(out.name or "sr_training", config=_hparams(config))
     acc.print(
         f"stage {t.stage}: x{config.model.scale}, {len(train_images)} training images "
-        f"({dataset.skipped} too small, skipped), batch {d.batch_size} x {acc.num_processes} process(es), "
-        f"{t.steps} steps, device {acc.device}, "
+        f"({dataset.skipped} too small, {len(dataset.unreadable)} unreadable, skipped), "
+        f"batch {d.batch_size} x {acc.num_processes} process(es), {t.steps} steps, device {acc.device}, "
         f"mixed precision {acc.mixed_precision} ({config.mixed_precision_source()})"
     )
     if state.step >= t.steps:

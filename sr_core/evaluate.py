@@ -20,13 +20,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from .classical import downscale, mod_crop
 from .data import DIV2K_HUB_FILES, DIV2K_HUB_ID, ImageList, iter_validation, rgb_uint8
 from .degradations import NAMED_DEGRADATIONS, check_named, degrade_named, spec_seed
 from .errors import SRError
-from .metrics import psnr, ssim
+from .metrics import high_frequency_ratio, psnr, ssim
 from .pipeline import upscale
 from .progress import ProgressCallback
 
@@ -72,10 +73,24 @@ def score_image(
                 f"{name}: the method returned {out.width}x{out.height} for a "
                 f"{lr.width}x{lr.height} input at x{scale}; expected {hr.width}x{hr.height}"
             )
-        sr = rgb_uint8(out)
-        row[f"{prefix}psnr"] = psnr(sr, target, crop_border=scale, y_channel=y_channel)
-        row[f"{prefix}ssim"] = ssim(sr, target, crop_border=scale, y_channel=y_channel)
+        scores = score_output(out, target, scale, y_channel=y_channel)
+        row.update({f"{prefix}{k}": v for k, v in scores.items()})
     return row
+
+
+def score_output(
+    output: Image.Image, target: Any, scale: int, *, y_channel: bool = True, high_frequency: bool = False
+) -> dict[str, float]:
+    """PSNR and SSIM of one output against its HR target (``scale`` border pixels cropped), optionally with
+    the high-frequency energy ratio (:func:`sr_core.metrics.high_frequency_ratio`, Y channel)."""
+    sr, hr = rgb_uint8(output), target if isinstance(target, np.ndarray) else rgb_uint8(target)
+    scores = {
+        "psnr": psnr(sr, hr, crop_border=scale, y_channel=y_channel),
+        "ssim": ssim(sr, hr, crop_border=scale, y_channel=y_channel),
+    }
+    if high_frequency:
+        scores["hf_ratio"] = high_frequency_ratio(sr, hr, crop_border=scale)
+    return scores
 
 
 def make_eval_lr(hr: Image.Image, scale: int, degrade: str = "bicubic", key: str = "") -> Image.Image:

@@ -24,8 +24,7 @@ from sr_core import upscale  # noqa: E402
 from sr_core.classical import mod_crop  # noqa: E402
 from sr_core.data import ImageList, rgb_uint8  # noqa: E402
 from sr_core.degradations import NAMED_DEGRADATIONS  # noqa: E402
-from sr_core.evaluate import make_eval_lr  # noqa: E402
-from sr_core.metrics import high_frequency_ratio, psnr, ssim  # noqa: E402
+from sr_core.evaluate import make_eval_lr, score_output  # noqa: E402
 
 LABEL_HEIGHT = 22
 
@@ -84,14 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                 figure_crops.append((f"input ({args.degrade}), nearest", lr.crop(lr_box)))
         for method in args.methods:
             out = upscale(lr, method=method, scale=args.scale, precision="fp32")
-            arr = rgb_uint8(out)
-            rows[method].append(
-                (
-                    psnr(arr, target, crop_border=args.scale),
-                    ssim(arr, target, crop_border=args.scale),
-                    high_frequency_ratio(arr, target, crop_border=args.scale),
-                )
-            )
+            scores = score_output(out, target, args.scale, high_frequency=True)
+            rows[method].append((scores["psnr"], scores["ssim"], scores["hf_ratio"]))
             if chosen:
                 figure_crops.append((f"{method} x{args.scale}", out.crop(box)))
     where = "" if args.degrade == "bicubic" else f", LR {args.degrade}"

@@ -278,13 +278,16 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
 def _random_resize(
     image: np.ndarray, rng: np.random.Generator, probs: list[float], bounds: list[float], base: tuple[int, int]
 ) -> np.ndarray:
-    """Up, down or keep (by ``probs``) relative to ``base`` = (width, height), with a random filter."""
+    """Up, down or keep (by ``probs``) relative to ``base`` = (width, height), with a random filter.
+
+    Up draws the factor from [max(low, 1), high], down from [low, min(high, 1)]: Real-ESRGAN's rule for ranges
+    that straddle 1, and a fixed factor for a range like [0.25, 0.25]."""
     p = np.asarray(probs, dtype=np.float64)
     direction = int(rng.choice(3, p=p / p.sum()))
     if direction == 0:
-        factor = float(rng.uniform(1.0, max(bounds[1], 1.0)))
+        factor = float(rng.uniform(max(bounds[0], 1.0), max(bounds[1], 1.0)))
     elif direction == 1:
-        factor = float(rng.uniform(bounds[0], 1.0))
+        factor = float(rng.uniform(min(bounds[0], 1.0), min(bounds[1], 1.0)))
     else:
         factor = 1.0
     mode = RESIZE_MODES[int(rng.integers(len(RESIZE_MODES)))]

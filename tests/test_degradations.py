@@ -68,6 +68,13 @@ def test_clean_prob_one_gives_the_bicubic_downscale(photo):
     np.testing.assert_array_equal(lr, make_lr(photo, 4))
 
 
+def test_a_fixed_down_range_resizes_straight_to_that_factor(photo):
+    image = dg.to_float(photo)
+    for seed in range(5):
+        out = dg._random_resize(image, np.random.default_rng(seed), [0.0, 1.0, 0.0], [0.25, 0.25], (96, 96))
+        assert out.shape == (24, 24, 3)
+
+
 def test_size_not_a_multiple_of_the_scale_is_refused(photo):
     with pytest.raises(ValueError, match="multiple of the scale"):
         degrade(photo[:95], 4, DegradationConfig(), np.random.default_rng(0))

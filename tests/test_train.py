@@ -111,7 +111,7 @@ def test_config_files_load_and_x2_variants():
 def test_real_photo_configs_use_the_realistic_degradations():
     real = load_config(ROOT / "train/configs/real_srresnet_x4.yaml")
     assert (real.data.degradation, real.train.stage, real.train.init_from) == ("realistic", "srresnet", "srresnet")
-    assert real.data.realistic.clean_prob == pytest.approx(0.1) and real.data.realistic.noise_range == [1.0, 15.0]
+    assert real.data.realistic.clean_prob == pytest.approx(0.1) and real.data.realistic.noise_range2 == [1.0, 15.0]
     assert real.data.realistic.kernel_list[0] == "iso"  # unset keys keep Real-ESRGAN's defaults
     gan = load_config(ROOT / "train/configs/real_srgan_x4.yaml")
     assert (gan.train.stage, gan.train.init_from, gan.data.degradation) == ("srgan", "real-srresnet", "realistic")

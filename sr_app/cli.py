@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .handlers import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, AppConfig
 
@@ -58,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--weights-dir", default=None, help="folder with manifest.json and model weights (default: sr_core/weights)"
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="USER/NAME",
+        help="also offer this model: a Hugging Face Hub id (fetched once into the Hugging Face cache, then used "
+        "offline) or a save_pretrained() folder; repeatable",
     )
     parser.add_argument(
         "--max-pixels",
@@ -113,7 +122,25 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
         queue_size=args.queue_size,
         ratings_db=args.ratings_db,
         rating_images=args.rating_images,
+        models=tuple(dict.fromkeys(args.model)),
     )
+
+
+def model_problem(models: Sequence[str], weights_dir: str | None) -> str | None:
+    """Fetch (or find in the cache) each ``--model`` once; the first one that cannot be offered, in one sentence."""
+    from sr_core.errors import SRError
+    from sr_core.hub import is_hub_id
+    from sr_core.models import CONFIG_NAME
+    from sr_core.registry import get_method
+
+    for model in models:
+        if not (is_hub_id(model) or (Path(model) / CONFIG_NAME).is_file()):
+            return f"--model {model!r} is neither a Hugging Face Hub id user/name nor a save_pretrained() folder"
+        try:
+            get_method(model, weights_dir)
+        except SRError as exc:
+            return str(exc)
+    return None
 
 
 def mcp_available() -> bool:
@@ -140,6 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sr_core.resolve_device(args.device)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from sr_core.cli import quiet_hub_logging
+
+    quiet_hub_logging()
+    problem = model_problem(args.model, args.weights_dir)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     from .ui import build_demo, load_extra_tabs
 

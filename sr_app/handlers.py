@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -32,6 +31,7 @@ from sr_core.evaluate import make_eval_lr
 from sr_core.io import load_image, save_image, to_uint8
 from sr_core.metrics import psnr, ssim
 from sr_core.outscale import OutscalePlan, check_outscale, output_size, plan_outscale, scale_tag, shrink_pair
+from sr_core.pipeline import MIN_TILE_SIZE
 from sr_core.registry import MethodInfo
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ class AppConfig:
     output_dir: str | None = None
     ratings_db: str | None = None
     rating_images: str | None = None
+    models: tuple[str, ...] = ()
+    """Extra model methods of this app instance: Hugging Face Hub ids ``user/name`` or save_pretrained() folders."""
 
     def __post_init__(self) -> None:
         if self.max_pixels < 1 or self.max_output_pixels < 1:
@@ -120,12 +122,14 @@ HEADERS = ["method", "PSNR (dB)", "SSIM", "seconds"]
 
 
 def methods(config: AppConfig) -> list[MethodInfo]:
-    """The methods this app offers: sr_core's registry for the configured weights folder."""
-    return sr_core.available_methods(config.weights_dir)
+    """The methods this app offers: sr_core's registry for the weights folder, plus the configured extra models."""
+    offered = sr_core.available_methods(config.weights_dir)
+    names = {m.name for m in offered}
+    return offered + [sr_core.get_method(m, config.weights_dir) for m in config.models if m not in names]
 
 
 def find_method(name: str, config: AppConfig) -> MethodInfo:
-    """Look up an offered method by name (ad-hoc model folders are deliberately not reachable from the web)."""
+    """Look up an offered method by name (only the configured models: other folders or Hub ids are not reachable)."""
     offered = methods(config)
     for info in offered:
         if info.name == name:
@@ -159,16 +163,25 @@ def pick_scale(scales: tuple[int, ...], current: object) -> int:
     return min(scales, key=lambda s: (abs(s - wanted), s))
 
 
-def check_scale(info: MethodInfo, scale: object) -> int:
-    """The scale as an int, or UnsupportedScaleError naming what the method supports."""
+def parse_scale(scale: object) -> int:
+    """The scale as an int when it is a whole number (4, 4.0, "4"); else UnsupportedScaleError saying so.
+
+    The one parser of every request's scale: True, 4.7, "4.7" and "abc" are refused rather than truncated."""
+    problem = f"Scale must be a whole number such as 4, got {scale!r}."
     if isinstance(scale, bool):
-        raise UnsupportedScaleError(f"Scale must be a whole number such as 4, got {scale!r}.")
+        raise UnsupportedScaleError(problem)
     try:
         value = int(scale)  # type: ignore[call-overload]
     except (TypeError, ValueError):
-        raise UnsupportedScaleError(f"Scale must be a whole number such as 4, got {scale!r}.") from None
+        raise UnsupportedScaleError(problem) from None
     if value != scale and not (isinstance(scale, str) and scale.strip() == str(value)):
-        raise UnsupportedScaleError(f"Scale must be a whole number such as 4, got {scale!r}.")
+        raise UnsupportedScaleError(problem)
+    return value
+
+
+def check_scale(info: MethodInfo, scale: object) -> int:
+    """The scale as an int (see :func:`parse_scale`), or UnsupportedScaleError naming what the method supports."""
+    value = parse_scale(scale)
     if value not in info.scales:
         supported = ", ".join(f"x{s}" for s in info.scales)
         raise UnsupportedScaleError(f"{info.label} supports scale {supported}, not x{value}. Pick another scale.")
@@ -212,8 +225,8 @@ def _check_tile_size(tile_size: object) -> int | None:
         raise ValueError(f"Tile size must be a whole number of pixels (0 = automatic), got {tile_size!r}.") from None
     if value == 0:
         return None
-    if value < 32:
-        raise ValueError(f"Tile size must be 0 (automatic) or at least 32 pixels, got {value}.")
+    if value < MIN_TILE_SIZE:
+        raise ValueError(f"Tile size must be 0 (automatic) or at least {MIN_TILE_SIZE} pixels, got {value}.")
     return value
 
 
@@ -227,10 +240,13 @@ def load_upload(path: str | os.PathLike, *, name: str | None, max_pixels: int, w
     try:
         return load_image(path, max_pixels=max_pixels, name=label)
     except ImageTooLargeError as exc:
-        found = re.search(r"(\d+x\d+) \(", str(exc))
-        size = f" is {found.group(1)} pixels, which" if found else ""
+        known = exc.width is not None and exc.height is not None
+        size = f" is {exc.width}x{exc.height} pixels, which" if known else ""
         raise ImageTooLargeError(
-            f"The {what} {label}{size} is over this app's limit of {max_pixels:,} pixels. Please downsize or crop it."
+            f"The {what} {label}{size} is over this app's limit of {max_pixels:,} pixels. Please downsize or crop it.",
+            width=exc.width,
+            height=exc.height,
+            limit=max_pixels,
         ) from exc
 
 
@@ -242,7 +258,10 @@ def _check_output_size(
         raise ImageTooLargeError(
             f"At {scale_label(scale, plan)} the {low_res.width}x{low_res.height} image would become {w}x{h} "
             f"({w * h:,} pixels), over this app's limit of {config.max_output_pixels:,} output pixels. "
-            "Choose a smaller scale or a smaller image."
+            "Choose a smaller scale or a smaller image.",
+            width=w,
+            height=h,
+            limit=config.max_output_pixels,
         )
 
 
@@ -389,6 +408,58 @@ def _test_notes(test_on_my_image: bool, degradation: str, has_reference: bool) -
     return notes
 
 
+def load_reference(reference: str | os.PathLike, reference_name: str | None, config: AppConfig) -> Image.Image:
+    """Load an uploaded reference (the high-resolution original) under the app's output pixel limit."""
+    return load_upload(reference, name=reference_name, max_pixels=config.max_output_pixels, what="reference image")
+
+
+@dataclass
+class PreparedInputs:
+    """A checked request, ready to upscale: the input, the truth to score against (or None), tiles and notes."""
+
+    low_res: Image.Image
+    truth: Image.Image | None
+    tiles: int | None
+    notes: list[str]
+
+
+def prepare_request(
+    image: str | os.PathLike,
+    factor: int,
+    plan: OutscalePlan | None,
+    *,
+    reference: str | os.PathLike | None,
+    test_on_my_image: bool,
+    tile_size: object,
+    config: AppConfig,
+    image_name: str | None,
+    reference_name: str | None,
+    test_degradation: object,
+) -> PreparedInputs:
+    """What one upscale and compare-all share once the scale is known: check the tile size and degradation, load
+    the input (shrunk in test mode), and load the reference and check it against the result's size."""
+    tiles = _check_tile_size(tile_size)
+    degradation = check_degradation(test_degradation)
+    low_res, truth = prepare_inputs(
+        image, factor, test_on_my_image=test_on_my_image, config=config, image_name=image_name,
+        degradation=degradation, plan=plan,
+    )  # fmt: skip
+    notes = _test_notes(test_on_my_image, degradation, reference is not None)
+    if truth is None and reference is not None:
+        truth = load_reference(reference, reference_name, config)
+        match_reference(result_size(low_res, factor, plan), truth, factor, scale_label(factor, plan)[1:])
+    return PreparedInputs(low_res, truth, tiles, notes)
+
+
+def _compare_scale(offered: list[MethodInfo], scale: object, outscale: object) -> tuple[int, dict[str, OutscalePlan]]:
+    """(integer scale, plan per method name) for compare-all: the parsed ``scale`` and no plans, or with an output
+    scale every method's plan and the factor rounded up (its metric border)."""
+    wanted = check_outscale_input(outscale)
+    if wanted is None:
+        return parse_scale(scale), {}
+    return math.ceil(wanted), {m.name: plan_outscale(m, wanted) for m in offered}
+
+
 def device_label(info: MethodInfo, config: AppConfig) -> str:
     """Where a method runs: classical methods on the CPU, models on the configured device and precision."""
     if info.kind == "classical":
@@ -457,23 +528,20 @@ def upscale_image(
         raise ValueError("Please upload an image first.")
     info = find_method(method, config)
     factor, plan = resolve_scale(info, scale, outscale)
-    tiles = _check_tile_size(tile_size)
-    degradation = check_degradation(test_degradation)
-    low_res, truth = prepare_inputs(
-        image, factor, test_on_my_image=test_on_my_image, config=config, image_name=image_name,
-        degradation=degradation, plan=plan,
+    inputs = prepare_request(
+        image, factor, plan, reference=reference, test_on_my_image=test_on_my_image, tile_size=tile_size,
+        config=config, image_name=image_name, reference_name=reference_name, test_degradation=test_degradation,
     )  # fmt: skip
-    notes = _test_notes(test_on_my_image, degradation, reference is not None)
-    if truth is None and reference is not None:
-        truth = load_upload(reference, name=reference_name, max_pixels=config.max_output_pixels, what="reference image")
-        match_reference(result_size(low_res, factor, plan), truth, factor, scale_label(factor, plan)[1:])
+    low_res, truth = inputs.low_res, inputs.truth
     device = device_label(info, config)
-    result, seconds = run_method(low_res, info, factor, tile_size=tiles, config=config, progress=progress, plan=plan)
+    result, seconds = run_method(
+        low_res, info, factor, tile_size=inputs.tiles, config=config, progress=progress, plan=plan
+    )
     metrics = compute_metrics(result, truth, factor) if truth is not None else Metrics()
     stem = Path(_label(image, image_name)).stem
     png = save_result(result, f"{stem}_{info.name}_{scale_label(factor, plan)}", config)
     before = display_copy(low_res).resize(result.size, Image.Resampling.NEAREST)
-    return UpscaleOutcome(info, factor, low_res, result, before, png, seconds, device, metrics, notes, plan)
+    return UpscaleOutcome(info, factor, low_res, result, before, png, seconds, device, metrics, inputs.notes, plan)
 
 
 def rescore(
@@ -489,8 +557,7 @@ def rescore(
     if reference is None:
         return Metrics()
     result = load_image(png_path, max_pixels=None)
-    truth = load_upload(reference, name=reference_name, max_pixels=config.max_output_pixels, what="reference image")
-    return compute_metrics(result, truth, scale)
+    return compute_metrics(result, load_reference(reference, reference_name, config), scale)
 
 
 def compare_methods(
@@ -513,30 +580,17 @@ def compare_methods(
     if image is None:
         raise ValueError("Please upload an image first.")
     offered = methods(config)
-    wanted = check_outscale_input(outscale)
-    plans = {m.name: plan_outscale(m, wanted) for m in offered} if wanted is not None else {}
-    if plans:
-        factor = math.ceil(wanted)
-    else:
-        try:
-            factor = int(scale)  # type: ignore[call-overload]
-        except (TypeError, ValueError):
-            raise UnsupportedScaleError(f"Scale must be a whole number such as 4, got {scale!r}.") from None
+    factor, plans = _compare_scale(offered, scale, outscale)
     runnable = [m for m in offered if plans or factor in m.scales]
     skipped = [m.label for m in offered if m not in runnable]
     if not runnable:
         raise UnsupportedScaleError(f"No method supports x{factor}.")
     any_plan = next(iter(plans.values()), None)
-    tiles = _check_tile_size(tile_size)
-    degradation = check_degradation(test_degradation)
-    low_res, truth = prepare_inputs(
-        image, factor, test_on_my_image=test_on_my_image, config=config, image_name=image_name,
-        degradation=degradation, plan=any_plan,
+    inputs = prepare_request(
+        image, factor, any_plan, reference=reference, test_on_my_image=test_on_my_image, tile_size=tile_size,
+        config=config, image_name=image_name, reference_name=reference_name, test_degradation=test_degradation,
     )  # fmt: skip
-    notes = _test_notes(test_on_my_image, degradation, reference is not None)
-    if truth is None and reference is not None:
-        truth = load_upload(reference, name=reference_name, max_pixels=config.max_output_pixels, what="reference image")
-        match_reference(result_size(low_res, factor, any_plan), truth, factor, scale_label(factor, any_plan)[1:])
+    low_res, truth, tiles, notes = inputs.low_res, inputs.truth, inputs.tiles, inputs.notes
     _check_output_size(low_res, factor, config, any_plan)
     stem = Path(_label(image, image_name)).stem
     rows: list[list[object]] = []

@@ -9,16 +9,19 @@ detail being judged.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import gradio as gr
 
 from sr_core.errors import SRError
+from sr_core.registry import MethodInfo
 
 from . import handlers
 from .handlers import AppConfig
@@ -29,6 +32,8 @@ HEAVY_QUEUE = "sr_heavy"
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXTRA_TAB_MODULES: tuple[str, ...] = ("sr_app.rate",)
 """Modules that may add a tab: each one found must define ``build_tab(config: AppConfig) -> None``."""
+
+_T = TypeVar("_T")
 
 TabBuilder = Callable[[AppConfig], None]
 """Adds one tab: called inside the app's ``gr.Tabs()``, it opens its own ``with gr.Tab(...)``."""
@@ -147,26 +152,85 @@ def _runnable(info: Any, scale: object, outscale: object) -> bool:
     try:
         if handlers.check_outscale_input(outscale) is not None:
             return True
-        return int(scale) in info.scales  # type: ignore[call-overload]
+        handlers.check_scale(info, scale)
     except (TypeError, ValueError, SRError):
         return False
+    return True
 
 
-def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuilder] = ()) -> gr.Blocks:
-    """Build the SR Studio Blocks (not launched). ``extra_tabs`` add tabs after the built-in ones."""
-    config = config or AppConfig()
-    offered = handlers.methods(config)
-    by_name = {m.name: m for m in offered}
-    default = "bicubic" if "bicubic" in by_name else offered[0].name
-    all_scales = sorted({s for m in offered for s in m.scales})
+@contextlib.contextmanager
+def _reported() -> Iterator[None]:
+    """Raise any failure inside as the ``gr.Error`` the page shows (see :func:`_user_error`)."""
+    try:
+        yield
+    except Exception as exc:
+        raise _user_error(exc) from exc
 
-    def scale_choices(name: str) -> list[tuple[str, int]]:
-        info = by_name.get(name)
-        return [(f"x{s}", s) for s in (info.scales if info else all_scales)]
+
+def _run_request(
+    handler: Callable[..., _T],
+    image: Any,
+    *args: Any,
+    config: AppConfig,
+    progress: gr.Progress,
+    reference: Any = None,
+    test_on_my_image: object = False,
+    **options: Any,
+) -> _T:
+    """``handler(image path, *args, ...)`` for an upload (and reference) received as payloads; failures as gr.Error.
+
+    ``options`` are passed on as they are (tile_size, test_degradation, outscale)."""
+    with _reported():
+        image_path, image_name = _file(image)
+        reference_path, reference_name = _file(reference)
+        return handler(
+            image_path, *args, reference=reference_path, test_on_my_image=bool(test_on_my_image), config=config,
+            progress=_progress_sink(progress), image_name=image_name, reference_name=reference_name, **options,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Menu:
+    """The methods on offer, looked up by name, and the one selected at first."""
+
+    offered: list[MethodInfo]
+    by_name: dict[str, MethodInfo]
+    default: str
+
+    @classmethod
+    def of(cls, offered: list[MethodInfo]) -> _Menu:
+        """The menu of ``offered`` (bicubic selected at first when offered)."""
+        by_name = {m.name: m for m in offered}
+        return cls(offered, by_name, "bicubic" if "bicubic" in by_name else offered[0].name)
+
+    def scale_choices(self, name: str) -> list[tuple[str, int]]:
+        """(label, scale) pairs of method ``name`` (every offered scale for an unknown name)."""
+        info = self.by_name.get(name)
+        scales = info.scales if info else sorted({s for m in self.offered for s in m.scales})
+        return [(f"x{s}", s) for s in scales]
+
+
+# ----------------------------------------------------------------------------------------------- event handlers
+
+
+def _upscale_state(out: handlers.UpscaleOutcome, key: list[Any], reference_path: str | None) -> dict[str, Any]:
+    """What a live re-run needs to know about the last upscale (to skip it, or only rescore it)."""
+    return {
+        "key": key,
+        "reference": reference_path,
+        "png": str(out.png_path),
+        "scale": out.scale,
+        "head": out.summary.split("  \n")[0],
+        "notes": out.notes,
+    }
+
+
+def _upscale_fn(config: AppConfig, menu: _Menu) -> Callable[..., tuple[Any, ...]]:
+    """The /upscale event: (before/after pair, PNG, PSNR, SSIM, summary, state for live re-runs)."""
 
     def upscale(
         image: Any,
-        method: str = default,
+        method: str = menu.default,
         scale: Any = 4,
         reference: Any = None,
         test_on_my_image: bool = False,
@@ -175,41 +239,21 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
         outscale: Any = None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[Any, ...]:
-        try:
-            image_path, image_name = _file(image)
-            reference_path, reference_name = _file(reference)
-            out = handlers.upscale_image(
-                image_path,
-                method,
-                scale,
-                reference=reference_path,
-                test_on_my_image=bool(test_on_my_image),
-                tile_size=tile_size,
-                config=config,
-                progress=_progress_sink(progress),
-                image_name=image_name,
-                reference_name=reference_name,
-                test_degradation=test_degradation,
-                outscale=outscale,
-            )
-        except Exception as exc:
-            raise _user_error(exc) from exc
-        state = {
-            "key": _key(image_path, method, scale, test_on_my_image, tile_size, test_degradation, outscale),
-            "reference": reference_path,
-            "png": str(out.png_path),
-            "scale": out.scale,
-            "head": out.summary.split("  \n")[0],
-            "notes": out.notes,
-        }
-        return (
-            (out.before, str(out.png_path)),
-            str(out.png_path),
-            _fmt(out.metrics.psnr, 3),
-            _fmt(out.metrics.ssim, 4),
-            out.summary,
-            state,
-        )
+        out = _run_request(
+            handlers.upscale_image, image, method, scale, config=config, progress=progress, reference=reference,
+            test_on_my_image=test_on_my_image, tile_size=tile_size, test_degradation=test_degradation,
+            outscale=outscale,
+        )  # fmt: skip
+        key = _key(_file(image)[0], method, scale, test_on_my_image, tile_size, test_degradation, outscale)
+        state = _upscale_state(out, key, _file(reference)[0])
+        pair = (out.before, str(out.png_path))
+        return pair, str(out.png_path), _fmt(out.metrics.psnr, 3), _fmt(out.metrics.ssim, 4), out.summary, state
+
+    return upscale
+
+
+def _live_fn(config: AppConfig, menu: _Menu, upscale: Callable[..., tuple[Any, ...]]) -> Callable[..., tuple[Any, ...]]:
+    """The live re-run: upscale again when an input changed, only rescore when just the reference did."""
 
     def live_update(
         image: Any,
@@ -224,7 +268,7 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[Any, ...]:
         skip = tuple(gr.skip() for _ in range(6))
-        if image is None or not last or not _runnable(by_name.get(method), scale, outscale):
+        if image is None or not last or not _runnable(menu.by_name.get(method), scale, outscale):
             return skip
         image_path, _ = _file(image)
         reference_path, reference_name = _file(reference)
@@ -235,15 +279,19 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
             )
         if last["reference"] == reference_path or test_on_my_image:
             return skip
-        try:
+        with _reported():
             metrics = handlers.rescore(
                 last["png"], reference_path, last["scale"], config=config, reference_name=reference_name
             )
-        except Exception as exc:
-            raise _user_error(exc) from exc
         summary = last["head"] + "".join(f"  \n{n}" for n in [*last["notes"], *metrics.notes])
         state = {**last, "reference": reference_path}
         return (gr.skip(), gr.skip(), _fmt(metrics.psnr, 3), _fmt(metrics.ssim, 4), summary, state)
+
+    return live_update
+
+
+def _compare_fn(config: AppConfig) -> Callable[..., tuple[Any, ...]]:
+    """The /compare event: (table of every method that supports the scale, gallery of their results)."""
 
     def compare(
         image: Any,
@@ -255,31 +303,24 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
         outscale: Any = None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[Any, ...]:
-        try:
-            image_path, image_name = _file(image)
-            reference_path, reference_name = _file(reference)
-            out = handlers.compare_methods(
-                image_path,
-                scale,
-                reference=reference_path,
-                test_on_my_image=bool(test_on_my_image),
-                tile_size=tile_size,
-                config=config,
-                progress=_progress_sink(progress),
-                image_name=image_name,
-                reference_name=reference_name,
-                test_degradation=test_degradation,
-                outscale=outscale,
-            )
-        except Exception as exc:
-            raise _user_error(exc) from exc
+        out = _run_request(
+            handlers.compare_methods, image, scale, config=config, progress=progress, reference=reference,
+            test_on_my_image=test_on_my_image, tile_size=tile_size, test_degradation=test_degradation,
+            outscale=outscale,
+        )  # fmt: skip
         for note in out.notes:
             gr.Info(note)
         return out.rows, out.gallery
 
+    return compare
+
+
+def _single_image_fn(config: AppConfig, menu: _Menu) -> Callable[..., str]:
+    """The /upscale_image event and MCP tool: just the upscaled PNG (Gradio reads its docstring for the API)."""
+
     def upscale_image(
         image: Any,
-        method: str = default,
+        method: str = menu.default,
         scale: float = 4,
         outscale: float | None = None,
         tile_size: int = 0,
@@ -294,201 +335,318 @@ def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuild
             outscale: optional, any factor from 1 to 8 such as 3.5, used instead of scale (model, then Lanczos).
             tile_size: tile size in input pixels for models (0 = automatic).
         """  # one line per argument: Gradio's docstring parser reads the first line only
-        try:
-            image_path, image_name = _file(image)
-            out = handlers.upscale_image(
-                image_path,
-                method,
-                scale,
-                tile_size=tile_size,
-                config=config,
-                progress=_progress_sink(progress),
-                image_name=image_name,
-                outscale=outscale,
-            )
-        except Exception as exc:
-            raise _user_error(exc) from exc
+        out = _run_request(
+            handlers.upscale_image, image, method, scale, config=config, progress=progress, tile_size=tile_size,
+            outscale=outscale,
+        )  # fmt: skip
         return str(out.png_path)
 
+    return upscale_image
+
+
+def _method_fn(menu: _Menu) -> Callable[[str, Any], tuple[Any, Any]]:
+    """On a new method: its scales (keeping the current one where possible) and its description."""
+
     def on_method(name: str, scale: Any) -> tuple[Any, Any]:
-        info = by_name.get(name)
+        info = menu.by_name.get(name)
         if info is None:
             return gr.skip(), gr.skip()
         value = handlers.pick_scale(info.scales, scale)
-        return gr.Radio(choices=scale_choices(name), value=value), handlers.method_markdown(info)
+        return gr.Radio(choices=menu.scale_choices(name), value=value), handlers.method_markdown(info)
 
+    return on_method
+
+
+# ------------------------------------------------------------------------------------------------------- layout
+
+
+@dataclass
+class _Inputs:
+    """The left column of the Upscale tab."""
+
+    image: gr.Image
+    method: gr.Dropdown
+    method_help: gr.Markdown
+    scale: gr.Radio
+    outscale: gr.Number
+    test_mode: gr.Checkbox
+    degradation: gr.Dropdown
+    reference: gr.Image
+    tile: gr.Slider
+    run_button: gr.Button
+    compare_button: gr.Button
+
+    @property
+    def upscale(self) -> list[Any]:
+        """The inputs of /upscale and of the live re-run, in their API order."""
+        return [self.image, self.method, self.scale, self.reference, self.test_mode, self.tile, self.degradation,
+                self.outscale]  # fmt: skip
+
+
+@dataclass
+class _Outputs:
+    """The right column of the Upscale tab (the hidden single-image output included)."""
+
+    slider: gr.ImageSlider
+    psnr: gr.Number
+    ssim: gr.Number
+    summary: gr.Markdown
+    download: gr.File
+    mcp_trigger: gr.Button
+    upscaled: gr.Image
+
+
+@dataclass
+class _Page:
+    """Every component the events of the Upscale tab read or write."""
+
+    last: gr.State
+    inputs: _Inputs
+    outputs: _Outputs
+    examples: gr.Examples | None
+    table: gr.Dataframe
+    gallery: gr.Gallery
+
+    @property
+    def upscale_outputs(self) -> list[Any]:
+        """The outputs of /upscale and of the live re-run."""
+        out = self.outputs
+        return [out.slider, out.download, out.psnr, out.ssim, out.summary, self.last]
+
+
+def _image_input(label: str, elem_id: str) -> gr.Image:
+    """An upload that reaches the handlers untouched (any mode, no EXIF rotation) for sr_core's loader."""
+    return gr.Image(
+        label=label,
+        type="filepath",
+        image_mode=None,
+        sources=["upload", "clipboard"],
+        format="png",
+        elem_id=elem_id,
+    )
+
+
+def _method_inputs(menu: _Menu) -> tuple[gr.Dropdown, gr.Markdown, gr.Radio]:
+    """The method selector, its description and the scale choice."""
+    method = gr.Dropdown(
+        choices=[(m.label, m.name) for m in menu.offered],
+        value=menu.default,
+        label="Method",
+        elem_id="method",
+    )
+    method_help = gr.Markdown(handlers.method_markdown(menu.by_name[menu.default]), elem_id="method-help")
+    scale = numeric_in_api(
+        gr.Radio(
+            choices=menu.scale_choices(menu.default),
+            value=handlers.pick_scale(menu.by_name[menu.default].scales, 4),
+            label="Scale",
+            elem_id="scale",
+        ),
+        "a scale the method supports natively, e.g. 4 (the models: 2 or 4; classical: 2-8)",
+    )
+    return method, method_help, scale
+
+
+def _outscale_input() -> gr.Number:
+    """The optional output scale (any factor from 1 to 8) that replaces the scale."""
+    return gr.Number(
+        value=None,
+        minimum=1,
+        maximum=8,
+        step=0.5,
+        label="Output scale (optional)",
+        placeholder="e.g. 3.5",
+        elem_id="outscale",
+        info="Any factor from 1 to 8, used instead of Scale: a model runs at the nearest scale "
+        "it supports at or above it, then Lanczos resizes to the exact size; classical methods "
+        "resize straight to it.",
+    )
+
+
+def _test_inputs() -> tuple[gr.Checkbox, gr.Dropdown]:
+    """'Test on my image' and the degradation applied to the shrunk image in that mode."""
+    test_mode = gr.Checkbox(
+        label="Test on my image",
+        elem_id="test-on-my-image",
+        info="Treat the upload as the ground truth: shrink it by the scale (bicubic), upscale "
+        "it back with the method, and measure PSNR/SSIM against the original.",
+    )
+    degradation = gr.Dropdown(
+        choices=handlers.degradation_choices(),
+        value="bicubic",
+        label="Test degradation",
+        elem_id="test-degradation",
+        info="With 'Test on my image': what happens to the shrunk image before upscaling. "
+        "Photos from phones and the web are JPEGs, often noisy: the real-world models are "
+        "trained for that, the others only for clean bicubic.",
+    )
+    return test_mode, degradation
+
+
+def _tile_slider() -> gr.Slider:
+    """The models' tile size (0 = automatic)."""
+    return gr.Slider(
+        0,
+        1024,
+        value=0,
+        step=32,
+        label="Tile size (input pixels)",
+        info="Models run in tiles of this size to bound memory; 0 = automatic.",
+        elem_id="tile-size",
+    )
+
+
+def _input_column(menu: _Menu) -> _Inputs:
+    """Lay out the upload, method, scale, test options, reference, advanced options and the two buttons."""
+    image = _image_input("Image", "input-image")
+    method, method_help, scale = _method_inputs(menu)
+    outscale = _outscale_input()
+    test_mode, degradation = _test_inputs()
+    reference = _image_input("Reference (high-resolution original, optional)", "reference-image")
+    with gr.Accordion("Advanced", open=False):
+        tile = _tile_slider()
+    with gr.Row():
+        run_button = gr.Button("Upscale", variant="primary", elem_id="run")
+        compare_button = gr.Button("Compare all methods", elem_id="compare")
+    return _Inputs(
+        image, method, method_help, scale, outscale, test_mode, degradation, reference, tile, run_button,
+        compare_button,
+    )  # fmt: skip
+
+
+def _metric_number(label: str, info: str, elem_id: str) -> gr.Number:
+    """A read-only PSNR or SSIM box (empty without a reference)."""
+    return gr.Number(label=label, info=info, placeholder="needs a reference", interactive=False, elem_id=elem_id)
+
+
+def _output_column() -> _Outputs:
+    """Lay out the before/after slider, the metrics, the summary, the download and the hidden single-image output."""
+    slider = gr.ImageSlider(label="Before and after", format="png", type="pil", interactive=False, elem_id="slider")
+    with gr.Row():
+        psnr = _metric_number("PSNR", "dB, Y channel", "psnr")
+        ssim = _metric_number("SSIM", "Y channel", "ssim")
+    summary = gr.Markdown(label="Summary", elem_id="summary")
+    download = gr.File(label="Result PNG", interactive=False, elem_id="download")
+    # The single-image endpoint behind /upscale_image and the MCP tool (MCP clients get an image only from a single
+    # image output, not from the slider); never shown.
+    mcp_trigger = gr.Button(visible=False, elem_id="mcp-trigger")
+    upscaled = gr.Image(label="Upscaled image", type="filepath", format="png", visible=False, interactive=False)
+    return _Outputs(slider, psnr, ssim, summary, download, mcp_trigger, upscaled)
+
+
+def _compare_panel() -> tuple[gr.Dataframe, gr.Gallery]:
+    """Lay out the compare-all table and gallery."""
+    with gr.Accordion("Compare all methods", open=True):
+        table = gr.Dataframe(
+            label="Comparison",
+            headers=handlers.HEADERS,
+            datatype=["str", "number", "number", "number"],
+            interactive=False,
+            elem_id="compare-table",
+        )
+        gallery = gr.Gallery(label="Results", format="png", columns=3, elem_id="compare-gallery")
+    return table, gallery
+
+
+def _upscale_tab(menu: _Menu, last: gr.State) -> _Page:
+    """Lay out the Upscale tab: inputs left, results right, examples, then compare-all."""
+    with gr.Tab("Upscale", id="upscale"):
+        with gr.Row():
+            with gr.Column(scale=2):
+                inputs = _input_column(menu)
+            with gr.Column(scale=3):
+                outputs = _output_column()
+        examples = _examples(inputs.image, inputs.test_mode)
+        table, gallery = _compare_panel()
+    return _Page(last, inputs, outputs, examples, table, gallery)
+
+
+def _about_tab(menu: _Menu) -> None:
+    """Lay out the Methods & API tab."""
+    with gr.Tab("Methods & API", id="about"):
+        gr.Markdown("### Methods\n" + "\n".join(f"- {handlers.method_markdown(m)}" for m in menu.offered))
+        gr.Markdown(API_HELP)
+
+
+# ------------------------------------------------------------------------------------------------------- wiring
+
+
+def _wire_requests(page: _Page, config: AppConfig, menu: _Menu, upscale: Callable[..., Any], heavy: dict) -> None:
+    """Connect the Upscale and Compare buttons and the hidden single-image trigger (the three public endpoints)."""
+    inputs = page.inputs
+    inputs.run_button.click(
+        upscale,
+        inputs.upscale,
+        page.upscale_outputs,
+        api_name="upscale",
+        preprocess=False,
+        api_description="Upscale an image; returns (before/after pair, full-resolution PNG, PSNR, SSIM, summary).",
+        **heavy,
+    )
+    page.outputs.mcp_trigger.click(
+        gpu(120)(_single_image_fn(config, menu)),
+        [inputs.image, inputs.method, inputs.scale, inputs.outscale, inputs.tile],
+        [page.outputs.upscaled],
+        api_name="upscale_image",
+        preprocess=False,
+        **heavy,
+    )
+    inputs.compare_button.click(
+        gpu(300)(_compare_fn(config)),
+        [inputs.image, inputs.scale, inputs.reference, inputs.test_mode, inputs.tile, inputs.degradation,
+         inputs.outscale],
+        [page.table, page.gallery],
+        api_name="compare",
+        preprocess=False,
+        api_description="Run every method that supports the scale; returns a table of "
+        "(method, PSNR, SSIM, seconds) and the results.",
+        **heavy,
+    )  # fmt: skip
+
+
+def _wire_live(
+    page: _Page, live: Callable[..., Any], on_method: Callable[..., Any], upscale: Callable[..., Any], heavy: dict
+) -> None:
+    """Connect the private events: scales follow the method, changed inputs re-run, examples run once loaded."""
+    inputs = page.inputs
+    inputs.method.change(
+        on_method, [inputs.method, inputs.scale], [inputs.scale, inputs.method_help], queue=False,
+        api_visibility="private",
+    )  # fmt: skip
+    gr.on(
+        [inputs.method.change, inputs.scale.change, inputs.reference.change, inputs.test_mode.change,
+         inputs.degradation.change, inputs.outscale.submit],
+        live,
+        [*inputs.upscale, page.last],
+        page.upscale_outputs,
+        preprocess=False,
+        trigger_mode="always_last",
+        api_visibility="private",
+        **heavy,
+    )  # fmt: skip
+    if page.examples is not None:
+        page.examples.load_input_event.then(
+            upscale, inputs.upscale, page.upscale_outputs, preprocess=False, api_visibility="private", **heavy
+        )  # fmt: skip
+
+
+def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuilder] = ()) -> gr.Blocks:
+    """Build the SR Studio Blocks (not launched). ``extra_tabs`` add tabs after the built-in ones."""
+    config = config or AppConfig()
+    menu = _Menu.of(handlers.methods(config))
     with gr.Blocks(title="SR Studio", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)
         last = gr.State(None)
         with gr.Tabs():
-            with gr.Tab("Upscale", id="upscale"):
-                with gr.Row():
-                    with gr.Column(scale=2):
-                        image = gr.Image(
-                            label="Image",
-                            type="filepath",
-                            image_mode=None,
-                            sources=["upload", "clipboard"],
-                            format="png",
-                            elem_id="input-image",
-                        )
-                        method = gr.Dropdown(
-                            choices=[(m.label, m.name) for m in offered],
-                            value=default,
-                            label="Method",
-                            elem_id="method",
-                        )
-                        method_help = gr.Markdown(handlers.method_markdown(by_name[default]), elem_id="method-help")
-                        scale = numeric_in_api(
-                            gr.Radio(
-                                choices=scale_choices(default),
-                                value=handlers.pick_scale(by_name[default].scales, 4),
-                                label="Scale",
-                                elem_id="scale",
-                            ),
-                            "a scale the method supports natively, e.g. 4 (the models: 2 or 4; classical: 2-8)",
-                        )
-                        outscale = gr.Number(
-                            value=None,
-                            minimum=1,
-                            maximum=8,
-                            step=0.5,
-                            label="Output scale (optional)",
-                            placeholder="e.g. 3.5",
-                            elem_id="outscale",
-                            info="Any factor from 1 to 8, used instead of Scale: a model runs at the nearest scale "
-                            "it supports at or above it, then Lanczos resizes to the exact size; classical methods "
-                            "resize straight to it.",
-                        )
-                        test_mode = gr.Checkbox(
-                            label="Test on my image",
-                            elem_id="test-on-my-image",
-                            info="Treat the upload as the ground truth: shrink it by the scale (bicubic), upscale "
-                            "it back with the method, and measure PSNR/SSIM against the original.",
-                        )
-                        degradation = gr.Dropdown(
-                            choices=handlers.degradation_choices(),
-                            value="bicubic",
-                            label="Test degradation",
-                            elem_id="test-degradation",
-                            info="With 'Test on my image': what happens to the shrunk image before upscaling. "
-                            "Photos from phones and the web are JPEGs, often noisy: the real-world models are "
-                            "trained for that, the others only for clean bicubic.",
-                        )
-                        reference = gr.Image(
-                            label="Reference (high-resolution original, optional)",
-                            type="filepath",
-                            image_mode=None,
-                            sources=["upload", "clipboard"],
-                            format="png",
-                            elem_id="reference-image",
-                        )
-                        with gr.Accordion("Advanced", open=False):
-                            tile = gr.Slider(
-                                0,
-                                1024,
-                                value=0,
-                                step=32,
-                                label="Tile size (input pixels)",
-                                info="Models run in tiles of this size to bound memory; 0 = automatic.",
-                                elem_id="tile-size",
-                            )
-                        with gr.Row():
-                            run_button = gr.Button("Upscale", variant="primary", elem_id="run")
-                            compare_button = gr.Button("Compare all methods", elem_id="compare")
-                    with gr.Column(scale=3):
-                        slider = gr.ImageSlider(
-                            label="Before and after",
-                            format="png",
-                            type="pil",
-                            interactive=False,
-                            elem_id="slider",
-                        )
-                        with gr.Row():
-                            psnr = gr.Number(
-                                label="PSNR",
-                                info="dB, Y channel",
-                                placeholder="needs a reference",
-                                interactive=False,
-                                elem_id="psnr",
-                            )
-                            ssim = gr.Number(
-                                label="SSIM",
-                                info="Y channel",
-                                placeholder="needs a reference",
-                                interactive=False,
-                                elem_id="ssim",
-                            )
-                        summary = gr.Markdown(label="Summary", elem_id="summary")
-                        download = gr.File(label="Result PNG", interactive=False, elem_id="download")
-                        # The single-image endpoint behind /upscale_image and the MCP tool (MCP clients get an
-                        # image only from a single image output, not from the slider); never shown.
-                        mcp_trigger = gr.Button(visible=False, elem_id="mcp-trigger")
-                        upscaled = gr.Image(
-                            label="Upscaled image", type="filepath", format="png", visible=False, interactive=False
-                        )
-                examples = _examples(image, test_mode)
-                with gr.Accordion("Compare all methods", open=True):
-                    table = gr.Dataframe(
-                        label="Comparison",
-                        headers=handlers.HEADERS,
-                        datatype=["str", "number", "number", "number"],
-                        interactive=False,
-                        elem_id="compare-table",
-                    )
-                    gallery = gr.Gallery(label="Results", format="png", columns=3, elem_id="compare-gallery")
-            with gr.Tab("Methods & API", id="about"):
-                gr.Markdown("### Methods\n" + "\n".join(f"- {handlers.method_markdown(m)}" for m in offered))
-                gr.Markdown(API_HELP)
+            page = _upscale_tab(menu, last)
+            _about_tab(menu)
             for build_tab in extra_tabs:
                 build_tab(config)
-
-        upscale_inputs = [image, method, scale, reference, test_mode, tile, degradation, outscale]
-        upscale_outputs = [slider, download, psnr, ssim, summary, last]
         heavy = {"concurrency_id": HEAVY_QUEUE, "concurrency_limit": config.concurrency_limit}
-        run_upscale_gpu = gpu(120)(upscale)
-        run_button.click(
-            run_upscale_gpu,
-            upscale_inputs,
-            upscale_outputs,
-            api_name="upscale",
-            preprocess=False,
-            api_description="Upscale an image; returns (before/after pair, full-resolution PNG, PSNR, SSIM, summary).",
-            **heavy,
-        )
-        mcp_trigger.click(
-            gpu(120)(upscale_image),
-            [image, method, scale, outscale, tile],
-            [upscaled],
-            api_name="upscale_image",
-            preprocess=False,
-            **heavy,
-        )
-        compare_button.click(
-            gpu(300)(compare),
-            [image, scale, reference, test_mode, tile, degradation, outscale],
-            [table, gallery],
-            api_name="compare",
-            preprocess=False,
-            api_description="Run every method that supports the scale; returns a table of "
-            "(method, PSNR, SSIM, seconds) and the results.",
-            **heavy,
-        )
-        method.change(on_method, [method, scale], [scale, method_help], queue=False, api_visibility="private")
-        gr.on(
-            [method.change, scale.change, reference.change, test_mode.change, degradation.change, outscale.submit],
-            gpu(120)(live_update),
-            [*upscale_inputs, last],
-            upscale_outputs,
-            preprocess=False,
-            trigger_mode="always_last",
-            api_visibility="private",
-            **heavy,
-        )
-        if examples is not None:
-            examples.load_input_event.then(
-                run_upscale_gpu, upscale_inputs, upscale_outputs, preprocess=False, api_visibility="private", **heavy
-            )
+        raw_upscale = _upscale_fn(config, menu)
+        upscale = gpu(120)(raw_upscale)  # one wrapped function for the button and the examples
+        _wire_requests(page, config, menu, upscale, heavy)
+        _wire_live(page, gpu(120)(_live_fn(config, menu, raw_upscale)), _method_fn(menu), upscale, heavy)
     demo.queue(max_size=config.queue_size)
     return demo
 

@@ -1,7 +1,8 @@
 """SR Studio's super-resolution library: models, losses, classical upscalers, metrics, I/O and tiled inference.
 
 Start with ``available_methods()`` and ``upscale(image, method=..., scale=...)``; ``upscale_by(image, method=...,
-outscale=3.5)`` reaches any factor from 1 to 8.
+outscale=3.5)`` reaches any factor from 1 to 8. A method is a registered name, a ``save_pretrained()`` folder or a
+Hugging Face Hub id ``user/name`` (fetched once into the Hugging Face cache, then offline).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from . import __version__
 from .constants import IMAGE_SUFFIXES
 from .devices import PRECISIONS
 from .errors import SRError
+from .hub import is_hub_id
 from .outscale import MAX_OUTSCALE, MIN_OUTSCALE, check_outscale, plan_outscale, scale_tag
 
 EXTENSIONS = ("auto", "png", "jpg", "webp")
@@ -62,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", dest="outdir", metavar="OUTDIR", default=DEFAULT_OUTDIR,
         help="folder for the results, created when missing (default: %(default)s)",
     )  # fmt: skip
-    p.add_argument("--method", default="bicubic", help="method name (see --list-methods) or a model folder")
+    p.add_argument(
+        "--method", default="bicubic",
+        help="method name (see --list-methods), a save_pretrained() folder, or a Hugging Face Hub id user/name "
+        "(fetched once into the Hugging Face cache, then used offline)",
+    )  # fmt: skip
     factor = p.add_mutually_exclusive_group()
     factor.add_argument(
         "--scale", type=int, default=None, help=f"a scale the method supports natively (default {DEFAULT_SCALE})"
@@ -191,6 +196,18 @@ def output_path(
     return candidate
 
 
+def method_tag(method: str) -> str:
+    """How a method appears in output names: a model folder's or Hub id's last part, else the method name."""
+    return Path(method).name if Path(method).is_dir() or is_hub_id(method) else method
+
+
+def quiet_hub_logging() -> None:
+    """Keep huggingface_hub's retry warnings off the terminal; its failures reach the user as one sentence."""
+    from huggingface_hub.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
 def failure_message(source: Path, exc: BaseException) -> str:
     """The error text naming ``source`` once (sr_core's messages usually name the file already)."""
     message = str(exc).strip() or type(exc).__name__
@@ -219,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .pipeline import upscale
     from .registry import get_method
 
+    quiet_hub_logging()
     try:
         method = get_method(args.method, args.weights_dir)
         if args.outscale is None:
@@ -242,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     inputs = {f.resolve() for f, _ in jobs}
     taken: set[Path] = set()
-    tag = Path(args.method).name if Path(args.method).is_dir() else args.method
+    tag = method_tag(args.method)
     suffix = args.suffix.format(method=tag, scale=scale_tag(factor))
     planned = []
     for src, rel in jobs:

@@ -12,7 +12,19 @@ class ImageLoadError(SRError):
 
 
 class ImageTooLargeError(ImageLoadError):
-    """An image exceeds the configured pixel limit, or looks like a decompression bomb."""
+    """An image exceeds the configured pixel limit, or looks like a decompression bomb.
+
+    ``width`` and ``height`` are the image's size where it is known, ``limit`` the pixel limit it broke (None: no
+    limit, or not known), so that callers can word their own message without parsing this one.
+    """
+
+    def __init__(
+        self, message: str = "", *, width: int | None = None, height: int | None = None, limit: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.width = width
+        self.height = height
+        self.limit = limit
 
 
 class UnknownMethodError(SRError):

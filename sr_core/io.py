@@ -18,8 +18,8 @@ import logging
 import os
 import pathlib
 import stat
+import struct
 import threading
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,9 +50,12 @@ _MODE_FOR_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _ORIENTATION_TAG = 0x0112
 _FLOAT_TOLERANCE = 1e-5
 
-# Pillow keeps its decompression-bomb limit and truncated-image switch in module globals; they are changed
-# only while this lock is held, and always restored.
+# Pillow keeps its decompression-bomb limit and truncated-image switch in process-wide globals. This module leaves
+# them alone unless an image needs otherwise (see _pillow_settings); they are changed only while this lock is held,
+# and always restored.
 _PIL_GLOBALS_LOCK = threading.RLock()
+# What Image.open takes to mean "not this format" when it tries one plugin after another.
+_NOT_THIS_FORMAT = (SyntaxError, IndexError, TypeError, struct.error)
 
 # Modes each writer accepts without losing data; anything else is converted first (see _fit_mode_for_format).
 _WRITABLE_MODES: dict[str, frozenset[str]] = {
@@ -92,39 +95,98 @@ def _check_pixels(width: int, height: int, max_pixels: int | None, label: str) -
     if max_pixels is not None and width * height > max_pixels:
         raise ImageTooLargeError(
             f"{label}: image is {width}x{height} ({width * height:,} pixels), over the limit of "
-            f"{max_pixels:,} pixels; pass a larger max_pixels (or None) to load it anyway"
+            f"{max_pixels:,} pixels; pass a larger max_pixels (or None) to load it anyway",
+            width=width,
+            height=height,
+            limit=max_pixels,
         )
 
 
-@contextlib.contextmanager
-def _pillow_guard() -> Iterator[None]:
-    """Hold Pillow's globals steady: truncated images fail, bomb warnings raise, both restored on exit.
+def _pillow_pixels(size: tuple[int, int]) -> int:
+    """Pixels as Pillow's bomb check counts them (an empty side counts as one)."""
+    return max(1, size[0]) * max(1, size[1])
 
-    Inside, ``Image.MAX_IMAGE_PIXELS`` starts disabled so the header can be read and checked against this
-    module's limit; the caller sets it to that limit before decoding so Pillow's own in-decoder checks agree.
+
+def _pillow_lets_through(pixels: int) -> bool:
+    """Whether Pillow's current bomb limit passes an image of ``pixels`` with neither a warning nor an error."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return limit is None or pixels <= limit
+
+
+@contextlib.contextmanager
+def _pillow_settings(pixels: int, max_pixels: int | None) -> Iterator[None]:
+    """Let Pillow decode an image of ``pixels`` pixels (already checked against ``max_pixels``), truncated data failing.
+
+    Both settings are process-wide Pillow globals that other threads decode under. They are left alone in the usual
+    case; only for an image over Pillow's bomb limit, or while tolerant truncated loading is on, are they changed,
+    under the lock and restored on exit. The bomb limit is then raised to ``max_pixels``: never lowered, and None only
+    when the caller passed None, so code decoding meanwhile keeps at least Pillow's own protection.
     """
-    with _PIL_GLOBALS_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        saved_limit = Image.MAX_IMAGE_PIXELS
-        saved_truncated = ImageFile.LOAD_TRUNCATED_IMAGES
-        Image.MAX_IMAGE_PIXELS = None
+    with _PIL_GLOBALS_LOCK:  # while it is held no load of ours has them changed: these are the values to judge
+        untouched = _pillow_lets_through(pixels) and not ImageFile.LOAD_TRUNCATED_IMAGES
+    if untouched:  # a load that starts meanwhile may raise the bomb limit, and restores it; never lowers it
+        yield
+        return
+    with _PIL_GLOBALS_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+        if not _pillow_lets_through(pixels):
+            Image.MAX_IMAGE_PIXELS = max_pixels
         ImageFile.LOAD_TRUNCATED_IMAGES = False
         try:
             yield
         finally:
-            Image.MAX_IMAGE_PIXELS = saved_limit
-            ImageFile.LOAD_TRUNCATED_IMAGES = saved_truncated
+            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+@contextlib.contextmanager
+def _decoding(label: str, max_pixels: int | None) -> Iterator[None]:
+    """Report whatever decoding raises as this module's errors (SRError passes through unchanged)."""
+    try:
+        yield
+    except SRError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _bomb_error(label, max_pixels, exc) from exc
+    except Exception as exc:
+        raise ImageLoadError(f"{label}: image could not be decoded ({type(exc).__name__}: {exc})") from exc
 
 
 def _readable_formats() -> list[str]:
     """Every format Pillow can open except those it would hand to an external program (EPS: Ghostscript)."""
     Image.init()
-    return [fmt for fmt in Image.OPEN if fmt not in _BLOCKED_READ_FORMATS]
+    registered = list(Image.OPEN)  # a snapshot: no longer under a lock, and plugins register into this dict
+    return [fmt for fmt in registered if fmt not in _BLOCKED_READ_FORMATS]
+
+
+def _header_size(fp: Any) -> tuple[int, int] | None:
+    """The (width, height) the data in ``fp`` declares, read by the plugins ``Image.open`` would try, in its order.
+
+    ``Image.open`` applies Pillow's global bomb limit while it reads the header (a warning, or an error over twice
+    the limit); reading the size first lets this module apply its own limit instead. None when no plugin takes the
+    data: ``Image.open`` then says why.
+    """
+    fp.seek(0)
+    prefix = fp.read(16)
+    for fmt in _readable_formats():
+        factory, accept = Image.OPEN[fmt]
+        verdict = accept(prefix) if accept else True
+        if not verdict or isinstance(verdict, str):
+            continue
+        fp.seek(0)
+        try:
+            return factory(fp, "").size
+        except _NOT_THIS_FORMAT:
+            continue
+        except Exception:
+            return None
+    return None
 
 
 def _bomb_error(label: str, max_pixels: int | None, exc: BaseException) -> ImageTooLargeError:
     limit = "no limit" if max_pixels is None else f"the limit of {max_pixels:,} pixels"
-    return ImageTooLargeError(f"{label}: refused as a possible decompression bomb under {limit} ({exc})")
+    return ImageTooLargeError(
+        f"{label}: refused as a possible decompression bomb under {limit} ({exc})", limit=max_pixels
+    )
 
 
 # ------------------------------------------------------------------------------------------ mode handling
@@ -273,46 +335,43 @@ def _from_numpy(array: np.ndarray, label: str, max_pixels: int | None) -> Image.
 
 def _from_pil(image: Image.Image, label: str, max_pixels: int | None) -> Image.Image:
     _check_pixels(image.width, image.height, max_pixels, label)
-    try:
-        with _pillow_guard():
-            Image.MAX_IMAGE_PIXELS = max_pixels
+    with _decoding(label, max_pixels):
+        with _pillow_settings(_pillow_pixels(image.size), max_pixels):
             image.load()
         return _finish(image, label)
-    except SRError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _bomb_error(label, max_pixels, exc) from exc
-    except Exception as exc:
-        raise ImageLoadError(f"{label}: image could not be decoded ({exc})") from exc
+
+
+def _open(fp: Any, label: str) -> Image.Image:
+    """``Image.open`` over the readable formats, with an unrecognised file reported as not an image."""
+    try:
+        return Image.open(fp, formats=_readable_formats())
+    except UnidentifiedImageError as exc:
+        raise ImageLoadError(f"{label}: not an image (unknown or unsupported format, or a damaged header)") from exc
+
+
+def _load_pixels(image: Image.Image, label: str) -> None:
+    """Decode the pixel data; an OSError here means missing or damaged data."""
+    try:
+        image.load()
+    except OSError as exc:
+        raise ImageLoadError(
+            f"{label}: image data could not be decoded; the file may be truncated or corrupt ({exc})"
+        ) from exc
 
 
 def _decode_stream(fp: Any, label: str, max_pixels: int | None) -> Image.Image:
-    """Open, size-check, decode and canonicalise the image in ``fp`` (left open for the caller to close)."""
-    try:
-        with _pillow_guard():
-            try:
-                image = Image.open(fp, formats=_readable_formats())
-            except UnidentifiedImageError as exc:
-                raise ImageLoadError(
-                    f"{label}: not an image (unknown or unsupported format, or a damaged header)"
-                ) from exc
-            _check_pixels(image.width, image.height, max_pixels, label)
+    """Size-check (from the header), open, decode and canonicalise the image in ``fp`` (left open for the caller)."""
+    with _decoding(label, max_pixels):
+        size = _header_size(fp)
+        if size is not None:
+            _check_pixels(*size, max_pixels, label)
+        with _pillow_settings(_pillow_pixels(size or (1, 1)), max_pixels):
+            image = _open(fp, label)
+            _check_pixels(image.width, image.height, max_pixels, label)  # in case the header told nothing
             if getattr(image, "n_frames", 1) > 1:
                 logger.debug("%s: %d frames, using the first", label, image.n_frames)
-            Image.MAX_IMAGE_PIXELS = max_pixels
-            try:
-                image.load()
-            except OSError as exc:
-                raise ImageLoadError(
-                    f"{label}: image data could not be decoded; the file may be truncated or corrupt ({exc})"
-                ) from exc
+            _load_pixels(image, label)
         return _finish(image, label)
-    except SRError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _bomb_error(label, max_pixels, exc) from exc
-    except Exception as exc:
-        raise ImageLoadError(f"{label}: image could not be decoded ({type(exc).__name__}: {exc})") from exc
 
 
 def _from_path(path: str | os.PathLike, label: str, max_pixels: int | None) -> Image.Image:
@@ -380,7 +439,9 @@ def load_image(
     PIL image (not modified) or a numpy array: uint8/bool HxW[xC]; uint16 HxW -> ``"I;16"``; uint16 with
     colour channels -> scaled to 8 bit (PIL has no 16-bit colour mode); float in [0, 1] -> 8 bit.
     Images with more than ``max_pixels`` pixels are refused from the header, before decoding (``None``
-    disables the limit, Pillow's too). ``name`` replaces the file name in error messages.
+    disables the limit). A limit above Pillow's own bomb limit overrides it for this image only; Pillow's
+    process-wide limit is never lowered, and disabled only while decoding an image over it with ``None``.
+    ``name`` replaces the file name in error messages.
     Only the first frame of animated images is returned.
 
     Raises ImageTooLargeError over the limit, ImageLoadError for anything that is not a readable image.

@@ -17,6 +17,7 @@ from .devices import resolve_device, resolve_precision
 from .errors import UnsupportedScaleError
 from .inference import prepare_for_inference, run_model
 from .io import DEFAULT_MAX_PIXELS, from_array, load_image, to_array
+from .models import SRModel
 from .registry import MethodInfo, ModelWeights, get_method, load_model
 from .tiling import ProgressCallback, iter_tiled
 
@@ -28,9 +29,7 @@ GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=8)
-def _prepared(
-    weights: ModelWeights, method: MethodInfo, scale: int, device: str, dtype: torch.dtype
-) -> nn.Module:
+def _prepared(weights: ModelWeights, method: MethodInfo, scale: int, device: str, dtype: torch.dtype) -> SRModel:
     return prepare_for_inference(load_model(method, scale), torch.device(device), dtype)
 
 
@@ -66,7 +65,7 @@ def _run_model_method(
     model = _prepared(method.variants[scale], method, scale, str(device), dtype)
     grey = colour.shape[2] == 1
     rgb = np.repeat(colour, 3, axis=2) if grey else colour
-    overlap = model.receptive_radius() if tile_overlap is None else tile_overlap  # type: ignore[operator]
+    overlap = model.receptive_radius() if tile_overlap is None else tile_overlap
     size = tile_size or DEFAULT_TILE_SIZE
     while True:
         try:

@@ -3,6 +3,8 @@
 Shipped weights live in ``sr_core/weights/`` with ``manifest.json`` describing each file (name, architecture
 config, scale, sha256, training recipe, evaluation figures). ``SR_STUDIO_WEIGHTS_DIR`` or a ``weights_dir``
 argument points elsewhere. A missing or corrupt file means that model is not offered; the reason is logged.
+Beyond the manifest, a folder written by ``save_pretrained()`` and a Hugging Face Hub id ``user/name`` (fetched
+once into the Hub cache, then offline) work as model methods wherever a method name is taken.
 """
 
 from __future__ import annotations
@@ -20,11 +22,25 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .atomic import atomic_path, write_json_atomic
+from .atomic import write_json_atomic, write_text_atomic
 from .classical import CLASSICAL_METHODS, SUPPORTED_SCALES
 from .errors import UnknownMethodError, UnsupportedScaleError, WeightsError
-from .models import CONFIG_NAME, build_model, load_pretrained
-from .models.pretrained import load_into, load_state_dict
+from .hub import is_hub_id
+from .models import (
+    CARD_NAME,
+    CONFIG_NAME,
+    SRModel,
+    build_model,
+    get_architecture,
+    load_into,
+    load_pretrained,
+    load_state_dict,
+    model_folder,
+    read_config,
+)
+from .models.base import LEGACY_ARCHITECTURE
+from .models.card import CardEntry, front_matter, replace_front_matter
+from .models.files import save_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -171,24 +187,48 @@ def available_methods(weights_dir: str | os.PathLike | None = None) -> list[Meth
     return methods
 
 
+def _folder_method(folder: Path, name: str, label: str, description: str) -> MethodInfo:
+    """An ad-hoc model method for a folder holding config.json + model.safetensors (its one scale)."""
+    config = read_config(folder)
+    architecture = get_architecture(config.get("architecture", LEGACY_ARCHITECTURE))
+    if not issubclass(architecture, SRModel):
+        raise WeightsError(f"{name} holds a {architecture.architecture}, which is not an upscaler")
+    try:
+        scale = int(config["scale"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{folder / CONFIG_NAME} is not a valid model config: no integer scale") from exc
+    stamp = max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)
+    weights = ModelWeights(path=folder, config=config, mtime_ns=stamp)
+    return MethodInfo(name, label, description, "model", (scale,), {scale: weights})
+
+
+@functools.lru_cache(maxsize=32)
+def _hub_method(repo_id: str, cache_dir: str) -> MethodInfo:
+    """A Hub model as a method; its files are fetched (or found in the cache) once per process and cache."""
+    folder = model_folder(repo_id, cache_dir=cache_dir)
+    return _folder_method(folder, repo_id, repo_id, f"model {repo_id} from the Hugging Face Hub")
+
+
+def hub_method(repo_id: str) -> MethodInfo:
+    """The method of a Hugging Face Hub model ``user/name``; offline and not cached, an OfflineError naming it."""
+    from huggingface_hub import constants
+
+    return _hub_method(repo_id, str(constants.HF_HUB_CACHE))
+
+
 def get_method(name: str, weights_dir: str | os.PathLike | None = None) -> MethodInfo:
-    """Look a method up by name; a folder written by save_pretrained() also works as an ad-hoc model method."""
+    """Look a method up by name; a save_pretrained() folder or a Hub id ``user/name`` also works as a model method."""
     for method in available_methods(weights_dir):
         if method.name == name:
             return method
     path = Path(name)
     if (path / CONFIG_NAME).is_file():
-        try:
-            config = json.loads((path / CONFIG_NAME).read_text())
-            scale = int(config["scale"])
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise WeightsError(f"{path / CONFIG_NAME} is not a valid model config: {exc}") from exc
-        stamp = max((f.stat().st_mtime_ns for f in path.iterdir() if f.is_file()), default=0)
-        weights = ModelWeights(path=path, config=config, mtime_ns=stamp)
-        return MethodInfo(str(path), path.name, f"model from {path}", "model", (scale,), {scale: weights})
+        return _folder_method(path, str(path), path.name, f"model from {path}")
+    if is_hub_id(name):
+        return hub_method(name)
     names = ", ".join(m.name for m in available_methods(weights_dir))
     raise UnknownMethodError(
-        f"Unknown method '{name}'. Available: {names} (or a folder saved by save_pretrained)"
+        f"Unknown method '{name}'. Available: {names} (or a folder saved by save_pretrained, or a Hub id user/name)"
     )
 
 
@@ -223,19 +263,12 @@ def write_manifest_entry(
 
     An existing entry with the same name and scale is replaced. Returns the new entry.
     """
-    from safetensors.torch import save_file
-
     directory = Path(weights_dir)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config_dict()  # type: ignore[operator]
     scale = int(config["scale"])
     filename = f"{name}_x{scale}.safetensors"
-    state = {
-        k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
-        for k, v in model.state_dict().items()
-    }
-    with atomic_path(directory / filename) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "name": name})
+    save_state_dict(model, directory / filename, dtype=dtype, metadata={"name": name})
     entry = {
         "name": name,
         "label": label or name,
@@ -254,3 +287,27 @@ def write_manifest_entry(
     manifest["format"] = MANIFEST_FORMAT
     write_json_atomic(directory / MANIFEST_NAME, manifest)
     return entry
+
+
+def weights_front_matter(weights_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The Hub front matter of a weights folder's README: library, task, tags, licence, every model's metrics."""
+    entries = []
+    for entry in read_manifest(weights_dir)["models"]:
+        cls = get_architecture(entry["config"].get("architecture", LEGACY_ARCHITECTURE))
+        entries.append(
+            CardEntry(
+                card_data=cls._hub_mixin_info.model_card_data,
+                name=f"SR Studio {entry.get('label', entry['name'])} x{entry['scale']}",
+                scale=int(entry["scale"]),
+                evaluation=entry.get("evaluation"),
+                datasets=tuple((entry.get("training") or {}).get("datasets") or ()),
+            )
+        )
+    return front_matter(entries)
+
+
+def write_weights_card(weights_dir: str | os.PathLike | None = None) -> Path:
+    """Refresh the front matter of the weights folder's README.md from manifest.json (the body is kept)."""
+    path = Path(weights_dir or default_weights_dir()) / CARD_NAME
+    body = path.read_text() if path.is_file() else "# SR Studio models\n\nSee manifest.json for each file.\n"
+    return write_text_atomic(path, replace_front_matter(body, weights_front_matter(path.parent)))

@@ -59,3 +59,47 @@ def smooth_rgb() -> np.ndarray:
     y, x = np.mgrid[0:37, 0:29].astype(np.float32)
     img = np.stack([np.sin(x / 5) * 0.5 + 0.5, np.cos(y / 7) * 0.5 + 0.5, (x + y) / (37 + 29)], axis=2)
     return (img * 255).round().astype(np.uint8)
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An offline Hugging Face cache in tmp_path; ``put(model, "user/name")`` lays a model out in it as the Hub would.
+
+    The layout is huggingface_hub's: ``models--user--name/blobs/<sha256>``, ``snapshots/<commit>/<file>`` linking to
+    the blob, ``refs/main`` naming the commit. HF_HUB_CACHE and HF_HUB_OFFLINE are set for subprocesses and (as
+    huggingface_hub reads them at import) patched into its constants for this process.
+    """
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    from huggingface_hub import constants
+
+    from sr_core import registry
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    registry._hub_method.cache_clear()
+
+    def put(model, repo_id: str, commit: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
+        repo = cache / f"models--{repo_id.replace('/', '--')}"
+        snapshot = repo / "snapshots" / commit
+        snapshot.mkdir(parents=True)
+        (repo / "blobs").mkdir()
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp, model_card_kwargs={"model_id": repo_id})
+            for file in Path(tmp).iterdir():
+                data = file.read_bytes()
+                blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+                blob.write_bytes(data)
+                (snapshot / file.name).symlink_to(Path("..", "..", "blobs", blob.name))
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text(commit)
+        return snapshot
+
+    yield put
+    registry._hub_method.cache_clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import time
 
 import numpy as np
@@ -231,3 +232,84 @@ def test_test_degradation_errors_and_notes(tmp_path, config):
     out = handlers.upscale_image(str(path), "bicubic", 2, config=config, test_degradation="jpeg75")
     assert out.low_res.size == (40, 32) and any("only with 'Test on my image'" in n for n in out.notes)
     assert [name for _, name in handlers.degradation_choices()][0] == "bicubic"
+
+
+@pytest.mark.parametrize("bad", [True, 4.7, "4.7", "abc", None])
+def test_one_scale_parser_for_upscale_and_compare(tmp_path, config, bad):
+    path = tmp_path / "g.png"
+    Image.fromarray(gradient(24, 20)).save(path)
+    sentence = rf"^Scale must be a whole number such as 4, got {re.escape(repr(bad))}\.$"
+    with pytest.raises(UnsupportedScaleError, match=sentence):
+        handlers.upscale_image(str(path), "bicubic", bad, config=config)
+    with pytest.raises(UnsupportedScaleError, match=sentence):
+        handlers.compare_methods(str(path), bad, config=config)
+
+
+def test_whole_scales_are_accepted_by_upscale_and_compare(tmp_path, config):
+    path = tmp_path / "g.png"
+    Image.fromarray(gradient(24, 20)).save(path)
+    for scale in (4, "4"):
+        assert handlers.upscale_image(str(path), "bicubic", scale, config=config).result.size == (96, 80)
+        rows = handlers.compare_methods(str(path), scale, config=config).rows
+        labels = {m.label for m in handlers.methods(config) if 4 in m.scales}
+        assert rows and {r[0] for r in rows} == labels
+    # With an output scale the scale is not used (as for a single upscale): 2.5 is run as x3 metric border.
+    out = handlers.compare_methods(str(path), "abc", config=config, outscale=2.5)
+    assert out.rows and all(p.endswith("_x2.5.png") for p, _ in out.gallery)
+    assert handlers.upscale_image(str(path), "bicubic", "abc", config=config, outscale=2.5).result.size == (60, 50)
+
+
+def test_upload_limit_message_uses_the_error_fields(tmp_path, config, monkeypatch):
+    def refuse(path, *, max_pixels, name):
+        raise ImageTooLargeError("opaque wording with no size in it", width=5000, height=4000, limit=max_pixels)
+
+    monkeypatch.setattr(handlers, "load_image", refuse)
+    with pytest.raises(ImageTooLargeError) as info:
+        handlers.load_upload(tmp_path / "big.png", name="holiday.jpg", max_pixels=config.max_pixels)
+    assert str(info.value) == (
+        "The image holiday.jpg is 5000x4000 pixels, which is over this app's limit of 20,000 pixels. "
+        "Please downsize or crop it."
+    )
+    assert (info.value.width, info.value.height, info.value.limit) == (5000, 4000, 20_000)
+
+
+def test_real_oversized_upload_keeps_its_size(tmp_path, config):
+    path = tmp_path / "wide.png"
+    Image.fromarray(gradient(200, 101)).save(path)
+    with pytest.raises(ImageTooLargeError) as info:
+        handlers.upscale_image(str(path), "bicubic", 2, config=config)
+    assert (info.value.width, info.value.height, info.value.limit) == (200, 101, 20_000)
+
+
+def test_tile_size_minimum_is_the_pipelines(tmp_path, config, monkeypatch):
+    from sr_core.pipeline import MIN_TILE_SIZE
+
+    path = tmp_path / "small.png"
+    Image.fromarray(gradient(20, 20)).save(path)
+    with pytest.raises(ValueError, match=f"at least {MIN_TILE_SIZE} pixels, got {MIN_TILE_SIZE - 1}"):
+        handlers.upscale_image(str(path), "bicubic", 2, tile_size=MIN_TILE_SIZE - 1, config=config)
+    assert handlers.upscale_image(str(path), "bicubic", 2, tile_size=MIN_TILE_SIZE, config=config).result
+    monkeypatch.setattr(handlers, "MIN_TILE_SIZE", 64)  # follows the constant, not a copy of its value
+    with pytest.raises(ValueError, match="at least 64 pixels, got 48"):
+        handlers.upscale_image(str(path), "bicubic", 2, tile_size=48, config=config)
+
+
+def test_wrong_size_reference_is_refused_alike_by_upscale_and_compare(tmp_path, config):
+    low, ref = tmp_path / "low.png", tmp_path / "ref.png"
+    Image.fromarray(gradient(20, 16)).save(low)
+    Image.fromarray(gradient(50, 30)).save(ref)
+    wanted = "The reference image is 50x30 pixels but the x2 result is 40x32 pixels"
+    with pytest.raises(ValueError, match=wanted):
+        handlers.upscale_image(str(low), "bicubic", 2, reference=str(ref), config=config)
+    with pytest.raises(ValueError, match=wanted):
+        handlers.compare_methods(str(low), 2, reference=str(ref), config=config)
+
+
+def test_live_rerun_gate_uses_the_same_scale_parser():
+    from sr_app.ui import _runnable
+
+    info = MethodInfo("m", "Model", "", "model", (2, 4))
+    assert _runnable(info, 4, None) and _runnable(info, "4", None) and _runnable(info, 3, 2.5)
+    for bad in (True, 4.7, "4.7", "abc", 3):
+        assert not _runnable(info, bad, None), bad
+    assert not _runnable(None, 4, None) and not _runnable(info, 4, 9)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import os
 import struct
+import sys
+import threading
 import warnings
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -536,6 +539,101 @@ def test_concurrent_loads_restore_pillow_globals(tmp_path: Path) -> None:
         results = list(pool.map(one, [1000, 10_000] * 8))
     assert results == ["refused", "RGB"] * 8
     assert _pillow_state() == before
+
+
+def _watch_pillow(work: Callable[[], None]) -> tuple[set[int | None], list[bool], bool]:
+    """Run ``work`` while another thread keeps decoding a small bomb through plain PIL and reading its globals.
+
+    Returns the values of ``Image.MAX_IMAGE_PIXELS`` that thread saw, whether each of its opens was refused, and
+    whether it ever saw a warnings filter turning DecompressionBombWarning into an error.
+    """
+    bomb = _zero_bomb_png(2000)  # 4,000,000 pixels in a few KB
+    seen: set[int | None] = set()
+    refused: list[bool] = []
+    error_filter = False
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal error_filter
+        while not stop.is_set():
+            seen.add(Image.MAX_IMAGE_PIXELS)
+            error_filter |= any(f[0] == "error" and f[2] is Image.DecompressionBombWarning for f in warnings.filters)
+            try:
+                Image.open(io.BytesIO(bomb)).close()
+                refused.append(False)
+            except Image.DecompressionBombError:
+                refused.append(True)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so the watcher runs in the middle of every load
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        work()
+    finally:
+        stop.set()
+        watcher.join()
+        sys.setswitchinterval(interval)
+    return seen, refused, error_filter
+
+
+def test_other_threads_keep_pillows_bomb_limit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pillow_limit = 10_000  # stands for Pillow's default, so that a small file is "large" for Pillow
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pillow_limit)
+    small, large = tmp_path / "small.png", tmp_path / "large.png"
+    Image.fromarray(_rgb(60, 80)).save(small)  # 4,800 pixels: within Pillow's limit
+    Image.fromarray(_rgb(150, 200)).save(large)  # 30,000 pixels: Pillow alone refuses it (over twice its limit)
+
+    def usual_loads() -> None:
+        for _ in range(40):
+            assert load_image(small, max_pixels=5_000).size == (80, 60)
+            with pytest.raises(ImageTooLargeError):
+                load_image(large, max_pixels=5_000)
+
+    seen, refused, error_filter = _watch_pillow(usual_loads)
+    assert seen == {pillow_limit}  # a limit at or below Pillow's never touches Pillow's global
+    assert refused and all(refused) and not error_filter
+
+    def large_limit_loads() -> None:
+        for _ in range(40):
+            assert load_image(large, max_pixels=1_000_000).size == (200, 150)
+
+    seen, refused, error_filter = _watch_pillow(large_limit_loads)
+    assert None not in seen and min(v for v in seen if v is not None) >= pillow_limit
+    assert seen <= {pillow_limit, 1_000_000}  # raised to the caller's limit at most, never disabled
+    assert refused and all(refused) and not error_filter  # 4,000,000 pixels is over even the raised limit
+    assert pillow_limit == Image.MAX_IMAGE_PIXELS  # restored
+
+
+def test_image_within_our_limit_but_over_pillows_gives_no_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    path = tmp_path / "between.png"
+    Image.fromarray(_rgb(30, 40)).save(path)  # 1,200 pixels: Pillow itself would only warn
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_image(path, max_pixels=10_000).size == (40, 30)
+        with pytest.raises(ImageTooLargeError):
+            load_image(path, max_pixels=1_100)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert Image.MAX_IMAGE_PIXELS == 1000
+
+
+def test_too_large_error_carries_size_and_limit(tmp_path: Path) -> None:
+    path = tmp_path / "small.png"
+    Image.fromarray(_rgb(30, 40)).save(path)
+    with pytest.raises(ImageTooLargeError) as info:
+        load_image(path, max_pixels=1000)
+    assert (info.value.width, info.value.height, info.value.limit) == (40, 30, 1000)
+    with pytest.raises(ImageTooLargeError) as info:
+        load_image(_zero_bomb_png(20000), name="bomb.png")  # also over twice Pillow's own limit
+    assert (info.value.width, info.value.height, info.value.limit) == (20000, 20000, DEFAULT_MAX_PIXELS)
+    with pytest.raises(ImageTooLargeError) as info:
+        load_image(np.zeros((30, 40), np.uint8), max_pixels=1000)
+    assert (info.value.width, info.value.height, info.value.limit) == (40, 30, 1000)
+    plain = ImageTooLargeError("just a message")  # still constructible the old way
+    assert str(plain) == "just a message" and plain.width is None and plain.limit is None
 
 
 def test_invalid_max_pixels() -> None:

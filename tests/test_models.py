@@ -1,15 +1,37 @@
-"""SRResNet and Discriminator: architecture per the SRGAN paper, persistence as safetensors + config."""
+"""SRResNet and Discriminator: architecture per the SRGAN paper, persistence on huggingface_hub's mixin
+(safetensors + config.json + a model card), strict loading, the architecture registry."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pytest
 import torch
+import yaml
+from huggingface_hub import PyTorchModelHubMixin
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sr_core.errors import OfflineError, WeightsError
-from sr_core.models import Discriminator, SRResNet, load_pretrained
+from sr_core.models import (
+    Discriminator,
+    HubModel,
+    SRModel,
+    SRResNet,
+    build_model,
+    get_architecture,
+    load_pretrained,
+    register_architecture,
+)
+from sr_core.models import base as models_base
+
+
+def front_matter(path) -> dict:
+    """The YAML front matter of a README, read with PyYAML alone (not through huggingface_hub)."""
+    text = path.read_text()
+    assert text.startswith("---\n"), text[:80]
+    return yaml.safe_load(text.split("---\n", 2)[1])
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
@@ -60,7 +82,7 @@ def test_discriminator_paper_layout_and_small_input_error():
 def test_save_and_load_pretrained_roundtrip(tmp_path, tiny_srresnet):
     model = tiny_srresnet(scale=2)
     model.save_pretrained(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config == {
         "architecture": "SRResNet",
@@ -102,12 +124,141 @@ def test_mismatched_weights_are_reported(tmp_path, tiny_srresnet):
         SRResNet.from_pretrained(tmp_path / "m")
 
 
-def test_hub_id_offline_gives_clear_error(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(OfflineError, match="hf download"):
+def test_hub_id_offline_gives_clear_error(hub_cache):
+    with pytest.raises(OfflineError, match="hf download sr-studio/does-not-exist"):
         SRResNet.from_pretrained("sr-studio/does-not-exist")
 
 
 def test_not_a_folder_nor_hub_id():
     with pytest.raises(WeightsError, match="neither a folder"):
         SRResNet.from_pretrained("/no/such/dir/at/all")
+
+
+def test_every_model_is_a_hub_mixin_model_and_generators_fulfil_the_contract():
+    assert PyTorchModelHubMixin in SRResNet.__mro__ and PyTorchModelHubMixin in Discriminator.__mro__
+    assert issubclass(SRResNet, SRModel) and not issubclass(Discriminator, SRModel)
+    assert get_architecture("SRResNet") is SRResNet and get_architecture("Discriminator") is Discriminator
+    model = SRResNet(scale=2, num_blocks=1, channels=4)
+    assert model.scale == 2 and model.receptive_radius() > 0
+    with pytest.raises(TypeError):
+        SRModel()  # the contract is abstract
+
+
+def test_save_pretrained_writes_a_hub_model_card(tmp_path, tiny_srresnet):
+    evaluation = {"psnr": 27.5, "ssim": 0.76, "bicubic_psnr": 26.2, "bicubic_ssim": 0.72, "num_images": 3}
+    tiny_srresnet(scale=4).save_pretrained(
+        tmp_path / "m",
+        model_card_kwargs={"model_id": "someone/tiny", "evaluation": evaluation, "datasets": ["some/dataset"],
+                           "training": {"stage": "srresnet", "steps": 4, "command": "python train/train.py"}},
+    )  # fmt: skip
+    meta = front_matter(tmp_path / "m" / "README.md")
+    assert meta["library_name"] == "sr-studio" and meta["pipeline_tag"] == "image-to-image"
+    assert meta["license"] == "apache-2.0" and meta["datasets"] == ["some/dataset"]
+    assert {"super-resolution", "sr-studio", "srresnet"} <= set(meta["tags"])
+    (entry,) = meta["model-index"]
+    metrics = {m["type"]: m["value"] for m in entry["results"][0]["metrics"]}
+    assert metrics == {"psnr": 27.5, "ssim": 0.76}
+    assert entry["results"][0]["task"]["type"] == "image-to-image"
+    body = (tmp_path / "m" / "README.md").read_text()
+    for usage in ("sr-upscale photo.png --method someone/tiny --scale 4", "python app.py --model someone/tiny",
+                  'method="someone/tiny"', "26.20", "python train/train.py"):  # fmt: skip
+        assert usage in body
+
+
+def test_card_without_metrics_has_no_model_index_and_is_kept_on_resave(tmp_path, tiny_srresnet):
+    Discriminator(channels=4, hidden=8).save_pretrained(tmp_path / "d")
+    meta = front_matter(tmp_path / "d" / "README.md")
+    assert meta["library_name"] == "sr-studio" and "model-index" not in meta and "pipeline_tag" not in meta
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "README.md").write_text("my own card\n")
+    tiny_srresnet().save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "README.md").read_text() == "my own card\n"
+
+
+def test_old_save_pretrained_folders_still_load(tmp_path, tiny_srresnet):
+    """Folders written before the Hub mixin: config.json (even without "architecture") + model.safetensors only."""
+    model = tiny_srresnet(scale=2)
+    for name, config in (("with-arch", {"architecture": "SRResNet"}), ("legacy", {})):
+        folder = tmp_path / name
+        folder.mkdir()
+        config.update({"scale": 2, "num_blocks": 2, "channels": 8, "in_channels": 3})
+        (folder / "config.json").write_text(json.dumps(config))
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+        loaded = load_pretrained(folder)
+        x = torch.rand(1, 3, 6, 5)
+        with torch.no_grad():
+            assert isinstance(loaded, SRResNet) and torch.equal(loaded(x), model(x)), name
+
+
+def test_unknown_config_keys_and_missing_or_unexpected_tensors_are_errors(tmp_path, tiny_srresnet):
+    tiny_srresnet().save_pretrained(tmp_path / "m")
+    config_path, weights_path = tmp_path / "m" / "config.json", tmp_path / "m" / "model.safetensors"
+    good_config = config_path.read_text()
+    config_path.write_text(json.dumps({**json.loads(good_config), "depth": 3}))
+    with pytest.raises(WeightsError, match=r"Unknown SRResNet config keys: \['depth'\]"):
+        load_pretrained(tmp_path / "m")
+    config_path.write_text(good_config)
+    state = load_file(str(weights_path))
+    state["extra.weight"] = state.pop("exit.weight")
+    save_file(state, str(weights_path))
+    with pytest.raises(WeightsError, match=r"missing \['exit.weight'\]; unexpected \['extra.weight'\]"):
+        load_pretrained(tmp_path / "m")
+
+
+def test_discriminator_loads_from_a_hub_cache_folder(hub_cache):
+    d = Discriminator(channels=4, hidden=8).eval()
+    hub_cache(d, "someone/tiny-discriminator")
+    loaded = load_pretrained("someone/tiny-discriminator")
+    assert isinstance(loaded, Discriminator) and loaded.config == d.config
+    x = torch.rand(2, 3, 32, 40)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), d(x))
+    with pytest.raises(WeightsError, match="holds a Discriminator model; SRResNet.from_pretrained cannot load it"):
+        SRResNet.from_pretrained("someone/tiny-discriminator")
+
+
+def test_fused_copy_computes_the_same_and_cannot_be_saved(tmp_path, tiny_srresnet):
+    model = tiny_srresnet()
+    fused = model.fuse_for_inference()
+    assert isinstance(fused, SRResNet) and fused.fused and not model.fused
+    with pytest.raises(WeightsError, match="fused inference copy"):
+        fused.save_pretrained(tmp_path / "f")
+
+
+def test_a_new_architecture_is_one_registered_class(tmp_path, monkeypatch):
+    monkeypatch.setattr(models_base, "ARCHITECTURES", dict(models_base.ARCHITECTURES))
+
+    @dataclass
+    class NearestConfig:
+        scale: int
+        in_channels: int
+
+    @register_architecture("TinyNearest")
+    class TinyNearest(SRModel, tags=["tiny-nearest"]):
+        config_class = NearestConfig
+
+        def __init__(self, *, scale: int = 2, in_channels: int = 3) -> None:
+            super().__init__()
+            self.config = NearestConfig(scale=scale, in_channels=in_channels)
+            self.gain = nn.Parameter(torch.ones(1))
+
+        @property
+        def scale(self) -> int:
+            return self.config.scale
+
+        def receptive_radius(self) -> int:
+            return 0
+
+        def fuse_for_inference(self) -> TinyNearest:
+            return self
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return nn.functional.interpolate(x, scale_factor=self.scale, mode="nearest") * self.gain
+
+    assert isinstance(build_model({"architecture": "TinyNearest", "scale": 3}), TinyNearest)
+    TinyNearest(scale=3).save_pretrained(tmp_path / "t")
+    loaded = HubModel.from_pretrained(tmp_path / "t")
+    assert isinstance(loaded, TinyNearest) and loaded.scale == 3
+    assert "tiny-nearest" in front_matter(tmp_path / "t" / "README.md")["tags"]
+    with pytest.raises(ValueError, match="already registered"):
+        register_architecture("SRResNet")(TinyNearest)

@@ -9,7 +9,7 @@ import pytest
 
 from sr_core import available_methods, get_method
 from sr_core.errors import UnknownMethodError, UnsupportedScaleError
-from sr_core.registry import load_model, read_manifest, sha256_file
+from sr_core.registry import load_model, read_manifest, sha256_file, write_manifest_entry, write_weights_card
 
 CLASSICAL = ["nearest", "bilinear", "bicubic", "lanczos", "fourier"]
 
@@ -68,3 +68,25 @@ def test_shipped_manifest_is_consistent():
     for entry in manifest["models"]:
         assert entry["name"] in names, f"shipped model {entry['name']} x{entry['scale']} is not offered"
     json.dumps(manifest)
+
+
+def test_weights_card_front_matter_comes_from_the_manifest_and_the_body_stays(weights_dir, tiny_srresnet):
+    import yaml
+
+    evaluation = {"psnr": 25.5, "ssim": 0.7, "bicubic_psnr": 24.0, "num_images": 4, "data": "val"}
+    write_manifest_entry(
+        weights_dir, tiny_srresnet(scale=2), name="sharp", label="Sharp",
+        extra={"evaluation": evaluation, "training": {"datasets": ["someone/photos"]}},
+    )  # fmt: skip
+    (weights_dir / "README.md").write_text("---\nold: matter\n---\n# Body written by hand\n")
+    write_weights_card(weights_dir)
+    text = (weights_dir / "README.md").read_text()
+    _, matter, body = text.split("---\n", 2)
+    meta = yaml.safe_load(matter)
+    assert body.strip() == "# Body written by hand" and "old" not in meta
+    assert meta["library_name"] == "sr-studio" and meta["pipeline_tag"] == "image-to-image"
+    assert meta["license"] == "apache-2.0"
+    assert {"super-resolution", "sr-studio", "srresnet"} <= set(meta["tags"]) and meta["datasets"] == ["someone/photos"]
+    (entry,) = meta["model-index"]  # only the evaluated model has metrics
+    assert entry["name"] == "SR Studio Sharp x2"
+    assert {m["type"]: m["value"] for m in entry["results"][0]["metrics"]} == {"psnr": 25.5, "ssim": 0.7}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sr_core.inference import fold_batchnorm, prepare_for_inference, run_model
+from sr_core.inference import prepare_for_inference, run_model
 from sr_core.tiling import plan_tiles, tiled_forward
 
 
@@ -61,8 +61,9 @@ def test_progress_called_per_tile(tiny_srresnet):
 
 def test_folded_batchnorm_matches_eval_model(tiny_srresnet):
     model = tiny_srresnet(scale=4, num_blocks=3)
-    folded = fold_batchnorm(model)
+    folded = model.fuse_for_inference()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original keeps its layers
     x = torch.rand(2, 3, 12, 9)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-4)

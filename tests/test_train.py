@@ -148,6 +148,9 @@ def test_overrides_are_typed():
         ("data.realistic.noise_range=[9, 1]", "data.realistic.noise_range"),
         ("data.realistic.jpeg_prob=2", "data.realistic.jpeg_prob"),
         ("data.realistic.bogus=1", "data.realistic.bogus"),
+        ("model.architecture=Discriminator", "model.architecture"),
+        ("hub.push_to_hub=not-a-hub-id", "hub.push_to_hub"),
+        ("hub.private=maybe", "hub.private"),
     ],
 )
 def test_bad_override_is_rejected_naming_the_key(override, key):
@@ -519,3 +522,55 @@ def test_precise_bn_holds_the_exact_statistics_of_the_calibration_patches():
     per_batch = torch.stack([f.var(dim=(0, 2, 3), unbiased=True) for f in feats.split(5)])
     torch.testing.assert_close(bn.running_var, per_batch.mean(0), atol=1e-5, rtol=1e-5)
     assert not calibrated.training and model[1].running_mean.abs().sum() == 0  # the original is untouched
+
+
+# --------------------------------------------------------------------------------------------- hub
+
+
+def front_matter(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text().split("---\n", 2)[1])
+
+
+def test_exported_generators_carry_a_model_card_with_their_validation_scores(stage1_run):
+    best = json.loads((stage1_run / "best" / "training.json").read_text())
+    meta = front_matter(stage1_run / "best" / "README.md")
+    assert meta["library_name"] == "sr-studio" and meta["pipeline_tag"] == "image-to-image"
+    metrics = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    assert metrics["psnr"] == pytest.approx(best["val"]["psnr"])
+    assert metrics["ssim"] == pytest.approx(best["val"]["ssim"])
+    body = (stage1_run / "best" / "README.md").read_text()
+    assert f"| optimiser steps | {best['step']} |" in body and "| stage | srresnet |" in body
+
+
+def test_push_to_hub_offline_keeps_the_export_and_exits_0(image_folders, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(image_folders, out, "train.steps=2", "hub.push_to_hub=test-user/tiny-run") == EXIT_OK
+    lines = [line for line in capsys.readouterr().out.splitlines() if "not published" in line]
+    assert len(lines) == 1 and "test-user/tiny-run" in lines[0] and "HF_HUB_OFFLINE" in lines[0]
+    assert f"export stays in {out / 'best'}" in lines[0] and (out / "best" / "model.safetensors").is_file()
+    card = (out / "best" / "README.md").read_text()
+    assert "--method test-user/tiny-run" in card  # the card names the repo it is published to
+
+
+@pytest.mark.slow
+def test_push_to_hub_with_an_unreachable_hub_is_one_message_not_a_traceback(image_folders, tmp_path):
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "0",
+        "HF_ENDPOINT": "http://127.0.0.1:9",  # nothing listens there: the upload fails at the network call itself
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "HF_TOKEN": "hf_test_token_not_a_secret",
+    }
+    out = tmp_path / "run"
+    args = tiny_args(image_folders, out, "train.steps=2", "hub.push_to_hub=test-user/tiny-run", "hub.private=true")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train" / "train.py"), *args], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == EXIT_OK, result.stderr[-2000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if "not published" in line]
+    assert "test-user/tiny-run" in line and "cannot be reached" in line and "hf upload test-user/tiny-run" in line
+    assert (out / "best" / "model.safetensors").is_file()

@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 
 from sr_core.degradations import NAMED_DEGRADATIONS, DegradationConfig
+from sr_core.hub import HUB_ID
+from sr_core.models import generator_architectures
 
 STAGES = ("srresnet", "srgan")
 SCHEDULES = ("constant", "multistep", "cosine")
@@ -61,8 +63,10 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Generator and discriminator sizes (ignored for the generator when ``train.init_from`` is set)."""
+    """Generator architecture and sizes, discriminator width (the generator's are ignored with ``train.init_from``)."""
 
+    architecture: str = "SRResNet"
+    """A registered upscaler architecture (``sr_core.models.generator_architectures()``)."""
     scale: int = 4
     num_blocks: int = 16
     channels: int = 64
@@ -106,8 +110,17 @@ class LossConfig:
 
 
 @dataclass
+class HubConfig:
+    """Publishing: at the end of a run, ``best/`` (else ``last/``) is uploaded to this Hub model repo with its card."""
+
+    push_to_hub: str | None = None
+    """A Hub model id ``user/name`` (created if needed; token from ``hf auth login`` or HF_TOKEN), or null."""
+    private: bool = False
+
+
+@dataclass
 class Config:
-    """A whole training run. Top-level keys set the run; sections group data, model, optimiser and loss."""
+    """A whole training run. Top-level keys set the run; sections group data, model, optimiser, loss and hub."""
 
     output_dir: str = "outputs/run"
     seed: int = 42
@@ -122,6 +135,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -295,6 +309,13 @@ def _check(cond: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def _check_hub(hub: HubConfig) -> None:
+    """``hub.push_to_hub`` is a Hub model id (the upload itself happens at the end of the run)."""
+    repo = hub.push_to_hub
+    ok = repo is None or bool(HUB_ID.fullmatch(repo))
+    _check(ok, "hub.push_to_hub", f"must be a Hugging Face Hub model id user/name (or null), got {repo!r}")
+
+
 def validate(config: Config) -> Config:
     """Check ranges and combinations; raise ConfigError naming the first bad key."""
     c, d, m, t, lo = config, config.data, config.model, config.train, config.loss
@@ -304,6 +325,8 @@ def validate(config: Config) -> Config:
     _check(c.validate_every >= 0, "validate_every", "must be >= 0 (0 = no validation; best = last)")
     _check(c.checkpoint_every >= 1, "checkpoint_every", "must be >= 1")
     _check(c.seed >= 0, "seed", "must be >= 0")
+    generators = generator_architectures()
+    _check(m.architecture in generators, "model.architecture", f"must be one of {generators}")
     _check(m.scale in SCALES, "model.scale", f"must be one of {SCALES}")
     _check(m.num_blocks >= 1, "model.num_blocks", "must be >= 1")
     _check(m.channels >= 1, "model.channels", "must be >= 1")
@@ -364,6 +387,7 @@ def validate(config: Config) -> Config:
         _check(math.isfinite(value) and value >= 0, f"loss.{key}", "must be a number >= 0")
     _check(1 <= lo.vgg_layer <= 36, "loss.vgg_layer", "must be in 1..36 (36 = VGG54, after ReLU of conv5_4)")
     _check(lo.vgg_feature_scale > 0, "loss.vgg_feature_scale", "must be > 0")
+    _check_hub(config.hub)
     if t.stage == "srresnet":
         _check(lo.pixel_weight > 0, "loss.pixel_weight", "must be > 0 for stage srresnet")
         _check(

@@ -1,8 +1,11 @@
-"""Ship a trained generator: copy a run's ``best/`` into ``sr_core/weights`` with its manifest entry.
+"""Ship a trained generator: copy a run's ``best/`` into ``sr_core/weights`` with its manifest entry and card.
 
 The entry records the architecture config, the sha256, how the model was trained (command, config, data, steps,
 wall time, hardware) and its evaluation on a validation folder next to bicubic. Weights are stored as fp16 when
-that keeps the validation PSNR within 0.05 dB of fp32, else as fp32.
+that keeps the validation PSNR within 0.05 dB of fp32, else as fp32. The folder's model card (``README.md``) gets
+its Hub front matter rewritten from the manifest (library, task, tags, licence, datasets, every model's PSNR/SSIM
+as ``model-index``); its body is kept. ``--hub-folder DIR`` also writes a save_pretrained() folder with a card of
+its own, ready for ``hf upload USER/NAME DIR``.
 
     python train/export_weights.py --run runs/srresnet_x4 --name srresnet --label SRResNet \
         --description "..." --eval-data ../shared/data/val --command "accelerate launch train/train.py ..."
@@ -27,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from sr_core.degradations import NAMED_DEGRADATIONS  # noqa: E402
 from sr_core.evaluate import evaluate  # noqa: E402
 from sr_core.models import load_pretrained  # noqa: E402
-from sr_core.registry import PACKAGE_WEIGHTS_DIR, write_manifest_entry  # noqa: E402
+from sr_core.registry import PACKAGE_WEIGHTS_DIR, write_manifest_entry, write_weights_card  # noqa: E402
 
 FP16_TOLERANCE_DB = 0.05
 
@@ -77,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also evaluate on these named degradations of the LR (recorded under evaluation.degraded)",
     )
     p.add_argument("--weights-dir", type=Path, default=PACKAGE_WEIGHTS_DIR)
+    p.add_argument(
+        "--dataset", action="append", default=[], metavar="HUB_ID",
+        help="a Hub dataset id the model was trained on, for the card's front matter (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--hub-folder", type=Path, default=None, help="also write a save_pretrained() folder with its card")
+    p.add_argument("--hub-id", default=None, help="the Hub id that --hub-folder's card names in its usage examples")
     args = p.parse_args(argv)
 
     source = args.run / args.which
@@ -117,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_time_hours": args.wall_hours,
         "hardware": hardware(),
         "notes": args.notes,
+        "datasets": args.dataset or None,
     }
     entry = write_manifest_entry(
         args.weights_dir,
@@ -127,8 +137,16 @@ def main(argv: list[str] | None = None) -> int:
         dtype=dtype,
         extra={"training": training, "evaluation": evaluation},
     )
+    card = write_weights_card(args.weights_dir)
+    if args.hub_folder is not None:
+        card_kwargs = {
+            "model_id": args.hub_id, "title": f"SR Studio {args.label} x{scale}", "description": args.description,
+            "training": training, "evaluation": evaluation, "datasets": args.dataset or None,
+        }  # fmt: skip
+        model.save_pretrained(args.hub_folder, dtype=dtype, model_card_kwargs=card_kwargs)
     print(json.dumps({k: entry[k] for k in ("name", "scale", "file", "sha256", "dtype")}, indent=2))
     print(json.dumps(evaluation, indent=2))
+    print(f"model card front matter refreshed: {card}")
     return 0
 
 

@@ -9,6 +9,8 @@ Any config key can be overridden as ``section.key=value`` (``train.steps=1000``,
 (``save_pretrained`` folders usable as ``sr_core.upscale(img, method="<output_dir>/best")``, each with a
 ``training.json``), ``checkpoints/last`` (full state for ``--resume``), ``config.yaml``, ``log.jsonl`` and
 TensorBoard logs under ``logs/``.
+A file ``output_dir/STOP``, SIGTERM or Ctrl+C stops the run after the current step: it checkpoints, exports
+``last/``, logs ``{"event": "stopped"}`` and exits 0 (see ``train/run_control.py``); ``--resume`` continues.
 """
 
 from __future__ import annotations
@@ -41,18 +43,20 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from sr_core.atomic import write_json_atomic  # noqa: E402
 from sr_core.data import ImageList, PatchDataset, default_subimage_dir, prepare_subimages  # noqa: E402
-from sr_core.errors import OfflineError, SRError  # noqa: E402
+from sr_core.errors import OfflineError, SRError, UnknownMethodError  # noqa: E402
 from sr_core.evaluate import evaluate, summarize  # noqa: E402
+from sr_core.hub import push_folder  # noqa: E402
 from sr_core.inference import prepare_for_inference  # noqa: E402
 from sr_core.io import from_array, to_array  # noqa: E402
 from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss, feature_matching_loss  # noqa: E402
-from sr_core.models import Discriminator, SRResNet, load_pretrained  # noqa: E402
+from sr_core.models import WEIGHTS_NAME, Discriminator, SRModel, build_model, load_pretrained  # noqa: E402
 from sr_core.pipeline import DEFAULT_TILE_SIZE, model_forward_array  # noqa: E402
 from sr_core.registry import get_method, load_model  # noqa: E402
 from train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, swap_in  # noqa: E402
-from train.config import Config, ConfigError, dump_config, load_config  # noqa: E402
+from train.config import Config, ConfigError, HubConfig, dump_config, load_config  # noqa: E402
 from train.ema import EMA  # noqa: E402
 from train.precise_bn import calibration_batches, recalibrated  # noqa: E402
+from train.run_control import Throughput, clear_stop, graceful_signals, stop_requested, write_val_preview  # noqa: E402
 
 EXIT_OK, EXIT_CONFIG, EXIT_DIVERGED = 0, 2, 3
 TRAINING_INFO = "training.json"
@@ -102,44 +106,45 @@ def _shipped_generator(name: str, scale: int) -> nn.Module | None:
     """A copy of the registered model method ``name`` at ``scale`` (or its largest scale), or None."""
     try:
         method = get_method(name)
-    except SRError:
+    except UnknownMethodError:  # a hub id that cannot be fetched says so itself (OfflineError, WeightsError)
         return None
     if method.kind != "model":
         return None
     return copy.deepcopy(load_model(method, scale if scale in method.scales else max(method.scales)))
 
 
-def build_generator(config: Config) -> SRResNet:
-    """A fresh SRResNet from ``model.*``, or ``train.init_from``: a save_pretrained folder or a shipped method."""
+def build_generator(config: Config) -> SRModel:
+    """A fresh ``model.architecture`` from ``model.*`` (through the architecture registry), or ``train.init_from``:
+    a save_pretrained folder, a shipped method or a Hub id ``user/name``."""
     m, init = config.model, config.train.init_from
     if not init:
-        return SRResNet(scale=m.scale, num_blocks=m.num_blocks, channels=m.channels)
+        sizes = {"scale": m.scale, "num_blocks": m.num_blocks, "channels": m.channels}
+        return build_model({"architecture": m.architecture, **sizes})  # type: ignore[return-value]
     model = load_pretrained(init) if Path(init).is_dir() else _shipped_generator(init, m.scale)
     if model is None:
         raise ConfigError(
-            f"train.init_from: {init} is neither a folder nor a shipped model method (sr-upscale --list); "
-            "train stage 1 first (its output_dir/best), or set train.init_from=null"
+            f"train.init_from: {init} is neither a folder nor a shipped model method (sr-upscale --list) nor a "
+            "Hub id; train stage 1 first (its output_dir/best), or set train.init_from=null"
         )
-    if not isinstance(model, SRResNet):
-        raise ConfigError(f"train.init_from: {init} holds a {type(model).__name__}, not an SRResNet generator")
+    if not isinstance(model, SRModel):
+        raise ConfigError(f"train.init_from: {init} holds a {type(model).__name__}, not an upscaler (generator)")
     if model.scale != m.scale:
         return transfer_to_scale(model, m.scale)
     return model
 
 
-def transfer_to_scale(source: SRResNet, scale: int) -> SRResNet:
-    """A new SRResNet at ``scale`` that starts from every layer of ``source`` that does not depend on the scale.
+def transfer_to_scale(source: SRModel, scale: int) -> SRModel:
+    """A new model like ``source`` at ``scale``, starting from every layer of ``source`` that does not depend on it.
 
     The feature extractor, the residual trunk, the upsampling stages both models have and the output conv are
     copied (as EDSR/MDSR pre-train x2 to start x4); extra upsampling stages start fresh. This lets an x4 model
     jump-start an x2 one.
     """
-    c = source.config
-    target = SRResNet(scale=scale, num_blocks=c.num_blocks, channels=c.channels, in_channels=c.in_channels)
+    target = build_model({**source.config_dict(), "scale": scale})
     own = target.state_dict()
     shared = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
     target.load_state_dict(shared, strict=False)
-    return target
+    return target  # type: ignore[return-value]
 
 
 class Trainer:
@@ -394,13 +399,51 @@ def validate(trainer: Trainer, images: ImageList) -> dict[str, Any]:
     return summarize(gather_object(rows), method="validation", scale=scale, degrade=d.val_degrade)
 
 
-def export_generator(model: nn.Module, directory: Path, info: dict[str, Any]) -> None:
-    """save_pretrained into a temporary folder plus ``training.json``, then swap it in as ``directory``."""
+def card_kwargs(config: Config, info: dict[str, Any]) -> dict[str, Any]:
+    """What an exported generator's model card states: how it was trained and, when measured on it, its scores."""
+    d, t = config.data, config.train
+    training = {
+        "stage": t.stage,
+        "steps": info["step"],
+        "init_from": t.init_from,
+        "data": d.train_dir or f"{d.hub_id} ({d.hub_train_files})",
+        "ema_decay": t.ema_decay or None,
+        "config": config.to_dict(),
+    }
+    val = info.get("val") or {}
+    evaluation = None
+    if "psnr" in val and val.get("step") == info["step"]:
+        evaluation = {
+            **{k: val[k] for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim") if k in val},
+            "data": d.val_dir or f"{d.hub_id} ({d.hub_val_files})",
+            "dataset_id": None if d.val_dir else d.hub_id,
+            "convention": f"validation at step {info['step']} (sr_core.evaluate conventions, LR {d.val_degrade})",
+        }
+    return {
+        "model_id": config.hub.push_to_hub,
+        "training": training,
+        "evaluation": evaluation,
+        "datasets": None if d.train_dir else [d.hub_id],
+    }
+
+
+def export_generator(model: nn.Module, directory: Path, info: dict[str, Any], config: Config) -> None:
+    """save_pretrained (with its model card) into a temporary folder plus ``training.json``, then swap it in."""
     tmp = directory.with_name(f".{directory.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)  # type: ignore[operator]
+    model.save_pretrained(tmp, model_card_kwargs=card_kwargs(config, info))  # type: ignore[operator]
     write_json_atomic(tmp / TRAINING_INFO, info)
     swap_in(tmp, directory)
+
+
+def publish(out: Path, hub: HubConfig) -> str:
+    """Upload ``best/`` (else ``last/``) with its card to ``hub.push_to_hub``: one line either way, export kept."""
+    folder = out / "best" if (out / "best" / WEIGHTS_NAME).is_file() else out / "last"
+    try:
+        url = push_folder(folder, hub.push_to_hub, private=hub.private, commit_message=f"SR Studio run: {folder.name}/")
+    except SRError as exc:
+        return f"warning: not published: {exc} The run itself succeeded; its export stays in {folder}."
+    return f"published {folder} to the Hugging Face Hub as {hub.push_to_hub}: {url}"
 
 
 def _append_log(path: Path, record: dict[str, Any]) -> None:
@@ -439,6 +482,21 @@ def _val_line(step: int, metrics: dict[str, Any], best: bool) -> str:
     )
 
 
+def _stop(trainer: Trainer, step: int, info: Callable[[str], dict[str, Any]], *, saved: bool) -> int:
+    """Honour a stop request: checkpoint this step (unless just done), export ``last/``, log it, exit 0."""
+    acc, config = trainer.accelerator, trainer.config
+    out = Path(config.output_dir)
+    if not saved:
+        save_checkpoint(acc, out / "checkpoints", step, {"stage": config.train.stage})
+        if acc.is_main_process:
+            export_generator(trainer.export_model(), out / "last", info("last"), config)
+    if acc.is_main_process:
+        _append_log(out / "log.jsonl", {"step": step, "event": "stopped"})
+        clear_stop(out, True)
+    acc.print(f"stopped at step {step} of {config.train.steps} on request; checkpoint saved, continue with --resume")
+    return EXIT_OK
+
+
 def train(config: Config, *, resume: bool = False, resume_from: str | None = None, loose: bool = False) -> int:
     """Run (or resume) the configured stage; returns a process exit code (0 ok, 2 bad setup, 3 diverged)."""
     out = Path(config.output_dir)
@@ -449,7 +507,9 @@ def train(config: Config, *, resume: bool = False, resume_from: str | None = Non
         step_scheduler_with_optimizer=False,
     )
     try:
-        return _run(config, accelerator, resume=resume, resume_from=resume_from, loose=loose)
+        with graceful_signals():
+            clear_stop(out, accelerator.is_main_process)
+            return _run(config, accelerator, resume=resume, resume_from=resume_from, loose=loose)
     except (SRError, ConfigError) as exc:
         accelerator.print(f"error: {exc}")
         return EXIT_CONFIG
@@ -546,6 +606,7 @@ def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | N
             "best_psnr": state.best_psnr if math.isfinite(state.best_psnr) else None,
         }
 
+    speed = Throughput(total_steps=t.steps, patches_per_step=d.batch_size * acc.num_processes, start_step=state.step)
     batches = acc.skip_first_batches(loader, state.step) if state.step else loader
     bar = tqdm(total=t.steps, initial=state.step, desc=t.stage, dynamic_ncols=True, disable=not acc.is_main_process)
     running = torch.zeros(len(trainer.terms), device=acc.device)
@@ -575,6 +636,7 @@ def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | N
             acc.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
             if acc.is_main_process:
                 _append_log(log_path, record)
+                _append_log(log_path, speed.record(step))
             postfix["loss"] = f"{record['loss']:.4g}"
             bar.set_postfix(postfix, refresh=False)
         if config.validate_every and (step % config.validate_every == 0 or step == t.steps):
@@ -585,9 +647,11 @@ def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | N
                 state.best_psnr, state.best_step = metrics["mean"]["psnr"], step
             acc.log({f"val/{k}": v for k, v in metrics["mean"].items()}, step=step)
             if acc.is_main_process:
-                _append_log(log_path, {"step": step, **{f"val_{k}": v for k, v in metrics["mean"].items()}})
+                upscaler = make_upscaler(trainer.export_model(), acc.device)
+                preview = write_val_preview(upscaler, val_images, out, scale=config.model.scale, degrade=d.val_degrade)
+                _append_log(log_path, {"step": step, **{f"val_{k}": v for k, v in metrics["mean"].items()}, **preview})
                 if best:
-                    export_generator(trainer.export_model(), out / "best", info("best"))
+                    export_generator(trainer.export_model(), out / "best", info("best"), config)
             if acc.is_main_process:
                 bar.write(_val_line(step, metrics, best))
             postfix["val_psnr"] = f"{metrics['mean']['psnr']:.2f}"
@@ -595,15 +659,20 @@ def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | N
         if step % config.checkpoint_every == 0 or step == t.steps:
             save_checkpoint(acc, ckpt_root, step, {"stage": t.stage})
             if acc.is_main_process:
-                export_generator(trainer.export_model(), out / "last", info("last"))
+                export_generator(trainer.export_model(), out / "last", info("last"), config)
         bar.update(1)
         if step >= t.steps:
             break
+        if stop_requested(out, acc):
+            bar.close()
+            return _stop(trainer, state.step, info, saved=step % config.checkpoint_every == 0)
     bar.close()
     summary = f"done: step {state.step}; generator exported to {out / 'last'}"
     if state.best_step:
         summary += f", best (val PSNR {state.best_psnr:.2f} dB at step {state.best_step}) in {out / 'best'}"
     acc.print(summary)
+    if config.hub.push_to_hub and acc.is_main_process:
+        acc.print(publish(out, config.hub))
     return EXIT_OK
 
 

@@ -1,52 +1,49 @@
-"""Neural network architectures and their persistence."""
+"""Neural network architectures, their registry and their persistence (Hub mixin: config.json + safetensors + card).
+
+Every module of this package is imported here, so an architecture registered with
+:func:`register_architecture` in a new file of this folder is known to loading, the pipeline and the trainer.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
+import importlib
+import pkgutil
 
-from torch import nn
-
-from ..errors import WeightsError
+from .base import (
+    ARCHITECTURES,
+    HubModel,
+    SRModel,
+    build_model,
+    generator_architectures,
+    get_architecture,
+    load_pretrained,
+    register_architecture,
+)
 from .discriminator import Discriminator, DiscriminatorConfig
-from .pretrained import CONFIG_NAME, WEIGHTS_NAME, PretrainedMixin
+from .files import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_into, load_state_dict, model_folder, read_config
 from .srresnet import SRResNet, SRResNetConfig
 
-ARCHITECTURES: dict[str, type[PretrainedMixin]] = {"SRResNet": SRResNet, "Discriminator": Discriminator}
-
-
-def build_model(config: dict) -> nn.Module:
-    """Instantiate the architecture a config dict names (untrained)."""
-    arch = config.get("architecture")
-    if arch not in ARCHITECTURES:
-        raise WeightsError(f"Unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[arch].from_config_dict(config)  # type: ignore[return-value]
-
-
-def load_pretrained(name_or_path: str | os.PathLike, **kwargs) -> nn.Module:
-    """Load any sr_core model from a save_pretrained() folder or hub id, choosing the class from config.json."""
-    path = Path(name_or_path)
-    arch = "SRResNet"
-    if (path / CONFIG_NAME).is_file():
-        try:
-            arch = json.loads((path / CONFIG_NAME).read_text()).get("architecture", arch)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise WeightsError(f"Cannot read {path / CONFIG_NAME}: {exc}") from exc
-    if arch not in ARCHITECTURES:
-        raise WeightsError(f"Unknown architecture {arch!r} in {name_or_path}")
-    return ARCHITECTURES[arch].from_pretrained(name_or_path, **kwargs)  # type: ignore[return-value]
-
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "ARCHITECTURES",
+    "CARD_NAME",
     "CONFIG_NAME",
     "WEIGHTS_NAME",
     "Discriminator",
     "DiscriminatorConfig",
-    "PretrainedMixin",
+    "HubModel",
+    "SRModel",
     "SRResNet",
     "SRResNetConfig",
     "build_model",
+    "generator_architectures",
+    "get_architecture",
+    "load_into",
     "load_pretrained",
+    "load_state_dict",
+    "model_folder",
+    "read_config",
+    "register_architecture",
 ]

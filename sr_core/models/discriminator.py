@@ -7,19 +7,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .pretrained import PretrainedMixin
+from .base import HubModel, register_architecture
 
 MIN_INPUT_SIZE = 32
 
 
 @dataclass
 class DiscriminatorConfig:
-    """Width of the first layer (doubled every second conv, as in the paper) and input channels."""
+    """Width of the first layer (doubled every second conv, as in the paper), input channels, pool, head width."""
 
-    in_channels: int = 3
-    channels: int = 64
-    pooled_size: int = 6
-    hidden: int = 1024
+    in_channels: int
+    channels: int
+    pooled_size: int
+    hidden: int
 
 
 def _block(c_in: int, c_out: int, stride: int, batch_norm: bool) -> list[nn.Module]:
@@ -30,20 +30,22 @@ def _block(c_in: int, c_out: int, stride: int, batch_norm: bool) -> list[nn.Modu
     return layers
 
 
-class Discriminator(PretrainedMixin, nn.Module):
+@register_architecture("Discriminator")
+class Discriminator(HubModel, tags=["srgan-discriminator"], paper_url="https://arxiv.org/abs/1609.04802"):
     """Eight 3x3 convs (BN from the second on, LeakyReLU 0.2), dense head; returns logits of shape (N, 1).
 
     The paper's 96x96 input reaches the dense layer as 512x6x6; an adaptive average pool to 6x6 keeps that
-    head for 96x96 and lets any input of 32x32 or more through.
+    head for 96x96 and lets any input of 32x32 or more through. Not an upscaler, so an :class:`HubModel` without
+    the generator contract of :class:`SRModel`: it saves, loads and publishes like the generators.
     """
 
     config_class = DiscriminatorConfig
-    architecture = "Discriminator"
 
-    def __init__(self, config: DiscriminatorConfig | None = None, **kwargs: int) -> None:
+    def __init__(self, *, in_channels: int = 3, channels: int = 64, pooled_size: int = 6, hidden: int = 1024) -> None:
         super().__init__()
-        self.config = config if config is not None else DiscriminatorConfig(**kwargs)
-        c = self.config
+        self.config = c = DiscriminatorConfig(
+            in_channels=in_channels, channels=channels, pooled_size=pooled_size, hidden=hidden
+        )
         widths = [
             c.channels,
             c.channels,

@@ -1,0 +1,1 @@
+"""Bridges to other tools' model loaders (optional extras): :mod:`sr_core.interop.spandrel`."""

@@ -20,6 +20,7 @@ from .devices import PRECISIONS
 from .errors import SRError
 from .hub import is_hub_id
 from .outscale import MAX_OUTSCALE, MIN_OUTSCALE, check_outscale, plan_outscale, scale_tag
+from .pipeline import MIN_TILE_SIZE
 
 EXTENSIONS = ("auto", "png", "jpg", "webp")
 KEPT_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
@@ -29,7 +30,6 @@ DEFAULT_SCALE = 4
 DEFAULT_SUFFIX = "{method}_x{scale}"
 DEFAULT_OUTDIR = "results"
 DEFAULT_QUALITY = 95
-MIN_TILE = 32
 
 
 def _outscale(text: str) -> float:
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--tile", type=int, default=None, metavar="N",
-        help=f"tile size in input pixels for models, at least {MIN_TILE} (default: automatic)",
+        help=f"tile size in input pixels for models, at least {MIN_TILE_SIZE} (default: automatic)",
     )  # fmt: skip
     p.add_argument(
         "--tile-overlap",
@@ -125,8 +125,10 @@ def list_methods(weights_dir: str | None) -> str:
 
 def usage_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with options argparse cannot check on its own (tile sizes, the suffix), or None."""
-    if args.tile is not None and args.tile < MIN_TILE:
-        return f"--tile must be at least {MIN_TILE} input pixels, got {args.tile} (leave it out for automatic tiles)"
+    if args.tile is not None and args.tile < MIN_TILE_SIZE:
+        return (
+            f"--tile must be at least {MIN_TILE_SIZE} input pixels, got {args.tile} (leave it out for automatic tiles)"
+        )
     if args.tile_overlap is not None and args.tile_overlap < 0:
         return f"--tile-overlap must be 0 or more pixels, got {args.tile_overlap}"
     fields = template_fields(args.suffix)

@@ -148,6 +148,7 @@ def test_overrides_are_typed():
         ("data.realistic.noise_range=[9, 1]", "data.realistic.noise_range"),
         ("data.realistic.jpeg_prob=2", "data.realistic.jpeg_prob"),
         ("data.realistic.bogus=1", "data.realistic.bogus"),
+        ("train.freeze_bn=true", "train.precise_bn_batches"),
         ("model.architecture=Discriminator", "model.architecture"),
         ("hub.push_to_hub=not-a-hub-id", "hub.push_to_hub"),
         ("hub.private=maybe", "hub.private"),
@@ -204,6 +205,21 @@ def test_realistic_degradation_run_trains_and_validates_on_degraded_lr(image_fol
     assert code == EXIT_OK
     assert "LR jpeg75" in capsys.readouterr().out
     assert len(train_records(out)) == 2 and (out / "best" / "model.safetensors").is_file()
+
+
+def test_freeze_bn_keeps_the_statistics_and_trains_the_rest(image_folders, tmp_path):
+    out = tmp_path / "frozen"
+    code = run(image_folders, out, "train.steps=2", "train.freeze_bn=true", "train.precise_bn_batches=0",
+               "validate_every=0")  # fmt: skip
+    assert code == EXIT_OK
+    last = load_file(out / "checkpoints/last/model.safetensors")
+    stats = [k for k in last if k.endswith(("running_mean", "running_var"))]
+    # A fresh BatchNorm holds mean 0 / var 1: frozen, the statistics never moved ...
+    assert stats and all(torch.equal(last[k], torch.zeros_like(last[k])) for k in stats if k.endswith("mean"))
+    assert all(torch.equal(last[k], torch.ones_like(last[k])) for k in stats if k.endswith("var"))
+    # ... while the BatchNorm scales (initialised to 1) were trained.
+    scales = [k for k in last if k.replace("weight", "running_var") in last and k.endswith(".weight")]
+    assert scales and any(not torch.equal(last[k], torch.ones_like(last[k])) for k in scales)
 
 
 def test_init_from_a_shipped_method_name(tmp_path, weights_dir, monkeypatch):

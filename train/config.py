@@ -91,6 +91,7 @@ class OptimConfig:
     grad_clip: float = 0.0
     ema_decay: float = 0.0
     precise_bn_batches: int = 50
+    freeze_bn: bool = False
     init_from: str | None = None
 
 
@@ -316,6 +317,34 @@ def _check_hub(hub: HubConfig) -> None:
     _check(ok, "hub.push_to_hub", f"must be a Hugging Face Hub model id user/name (or null), got {repo!r}")
 
 
+def _check_stage(config: Config) -> None:
+    """The loss terms and patch size each stage needs (pixel-only stage 1; a discriminator-sized patch in 2)."""
+    t, d, lo = config.train, config.data, config.loss
+    if t.stage == "srresnet":
+        _check(lo.pixel_weight > 0, "loss.pixel_weight", "must be > 0 for stage srresnet")
+        _check(
+            lo.adversarial_weight == 0,
+            "loss.adversarial_weight",
+            "must be 0 for stage srresnet (use train.stage=srgan for adversarial training)",
+        )
+        _check(
+            lo.feature_matching_weight == 0,
+            "loss.feature_matching_weight",
+            "must be 0 for stage srresnet (it needs the discriminator of stage srgan)",
+        )
+    else:
+        _check(
+            lo.pixel_weight + lo.content_weight + lo.adversarial_weight > 0,
+            "loss.pixel_weight",
+            "at least one of loss.pixel_weight, loss.content_weight, loss.adversarial_weight must be > 0",
+        )
+        _check(
+            d.patch_size >= MIN_DISCRIMINATOR_PATCH,
+            "data.patch_size",
+            f"must be at least {MIN_DISCRIMINATOR_PATCH} for the discriminator (stage srgan)",
+        )
+
+
 def validate(config: Config) -> Config:
     """Check ranges and combinations; raise ConfigError naming the first bad key."""
     c, d, m, t, lo = config, config.data, config.model, config.train, config.loss
@@ -381,6 +410,11 @@ def validate(config: Config) -> Config:
     _check(t.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 = off)")
     _check(0 <= t.ema_decay < 1, "train.ema_decay", "must be in [0, 1) (0 = off)")
     _check(t.precise_bn_batches >= 0, "train.precise_bn_batches", "must be >= 0 (0 = off)")
+    _check(
+        not (t.freeze_bn and t.precise_bn_batches),
+        "train.precise_bn_batches",
+        "must be 0 with train.freeze_bn=true (the weights are trained against the frozen statistics)",
+    )
     _check(lo.pixel in PIXEL_LOSSES, "loss.pixel", f"must be one of {PIXEL_LOSSES}")
     for key in ("pixel_weight", "content_weight", "adversarial_weight", "feature_matching_weight"):
         value = getattr(lo, key)
@@ -388,29 +422,7 @@ def validate(config: Config) -> Config:
     _check(1 <= lo.vgg_layer <= 36, "loss.vgg_layer", "must be in 1..36 (36 = VGG54, after ReLU of conv5_4)")
     _check(lo.vgg_feature_scale > 0, "loss.vgg_feature_scale", "must be > 0")
     _check_hub(config.hub)
-    if t.stage == "srresnet":
-        _check(lo.pixel_weight > 0, "loss.pixel_weight", "must be > 0 for stage srresnet")
-        _check(
-            lo.adversarial_weight == 0,
-            "loss.adversarial_weight",
-            "must be 0 for stage srresnet (use train.stage=srgan for adversarial training)",
-        )
-        _check(
-            lo.feature_matching_weight == 0,
-            "loss.feature_matching_weight",
-            "must be 0 for stage srresnet (it needs the discriminator of stage srgan)",
-        )
-    else:
-        _check(
-            lo.pixel_weight + lo.content_weight + lo.adversarial_weight > 0,
-            "loss.pixel_weight",
-            "at least one of loss.pixel_weight, loss.content_weight, loss.adversarial_weight must be > 0",
-        )
-        _check(
-            d.patch_size >= MIN_DISCRIMINATOR_PATCH,
-            "data.patch_size",
-            f"must be at least {MIN_DISCRIMINATOR_PATCH} for the discriminator (stage srgan)",
-        )
+    _check_stage(config)
     return config
 
 

@@ -133,6 +133,17 @@ def build_generator(config: Config) -> SRModel:
     return model
 
 
+def freeze_batchnorm_statistics(model: nn.Module) -> None:
+    """Put every BatchNorm layer in eval mode: it normalises with its stored statistics and stops updating them.
+
+    For fine-tuning on a new input distribution with small, mixed batches (real-photo degradations), where batch
+    statistics swing from batch to batch; the affine parameters still train.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
 def transfer_to_scale(source: SRModel, scale: int) -> SRModel:
     """A new model like ``source`` at ``scale``, starting from every layer of ``source`` that does not depend on it.
 
@@ -173,6 +184,8 @@ class Trainer:
         self.updates = 0
         self._exported: tuple[int, nn.Module] | None = None
         self.generator: nn.Module = build_generator(config).train()
+        if t.freeze_bn:
+            freeze_batchnorm_statistics(self.generator)
         self.optimizer_g = torch.optim.Adam(
             self.generator.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay
         )

@@ -107,6 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder of high-resolution test images for the Rate tab (default: examples/)",
     )
+    from .training import default_root, env_enabled
+
+    parser.add_argument(
+        "--enable-training",
+        action="store_true",
+        default=env_enabled(),
+        help="add the Train tab, which runs the trainer on this server (default: off, or on when "
+        "SR_STUDIO_ENABLE_TRAINING=1); keep it off for a public demo",
+    )
+    parser.add_argument(
+        "--training-root",
+        default=default_root(),
+        help="folder of the Train tab's runs; no data folder outside it is accepted "
+        "(default: $SR_STUDIO_TRAINING_ROOT or %(default)s)",
+    )
     return parser
 
 
@@ -171,13 +186,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sr_core.cli import quiet_hub_logging
 
     quiet_hub_logging()
-    problem = model_problem(args.model, args.weights_dir)
+    from .training import training_problem, training_tabs
+
+    problem = model_problem(args.model, args.weights_dir) or training_problem(args.enable_training, args.training_root)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     from .ui import build_demo, load_extra_tabs
 
-    demo = build_demo(config_from_args(args), extra_tabs=load_extra_tabs())
+    tabs = [*load_extra_tabs(), *training_tabs(args.enable_training, args.training_root)]
+    demo = build_demo(config_from_args(args), extra_tabs=tabs)
     chatter = io.StringIO()  # Gradio prints a multi-line notice when no share link can be made; we say it in one.
     try:
         with contextlib.redirect_stdout(chatter):

@@ -10,6 +10,7 @@ validation writes the first validation image's model output and bicubic baseline
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -27,6 +28,9 @@ from sr_core.evaluate import make_eval_lr
 from sr_core.io import save_image
 
 STOP_FILE = "STOP"
+LAUNCHED_ENV = "SR_STUDIO_LAUNCHED_AT"
+"""Set by a launcher (the app's Train tab) to the time it started the trainer, after removing any stale STOP file
+itself: a STOP file the trainer then finds is a request made while it was starting, and is honoured."""
 PREVIEW_DIR = "val_preview"
 PREVIEW_FILES = ("bicubic.png", "sr.png")
 PREVIEW_SIZE = 256
@@ -61,8 +65,9 @@ def graceful_signals() -> Iterator[None]:
 
 
 def clear_stop(out: Path, is_main: bool) -> None:
-    """Forget a stop asked for before this run started (a stale STOP file left by an earlier one)."""
-    if is_main:
+    """Forget a stop asked for before this run started (a stale STOP file left by an earlier one), unless a
+    launcher that cleared it already says when it started the run (:data:`LAUNCHED_ENV`)."""
+    if is_main and not os.environ.get(LAUNCHED_ENV):
         (out / STOP_FILE).unlink(missing_ok=True)
 
 

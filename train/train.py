@@ -56,7 +56,14 @@ from train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, 
 from train.config import Config, ConfigError, HubConfig, dump_config, load_config  # noqa: E402
 from train.ema import EMA  # noqa: E402
 from train.precise_bn import calibration_batches, recalibrated  # noqa: E402
-from train.run_control import Throughput, clear_stop, graceful_signals, stop_requested, write_val_preview  # noqa: E402
+from train.run_control import (  # noqa: E402
+    STOP_FILE,
+    Throughput,
+    clear_stop,
+    graceful_signals,
+    stop_requested,
+    write_val_preview,
+)
 
 EXIT_OK, EXIT_CONFIG, EXIT_DIVERGED = 0, 2, 3
 TRAINING_INFO = "training.json"
@@ -505,7 +512,7 @@ def _stop(trainer: Trainer, step: int, info: Callable[[str], dict[str, Any]], *,
             export_generator(trainer.export_model(), out / "last", info("last"), config)
     if acc.is_main_process:
         _append_log(out / "log.jsonl", {"step": step, "event": "stopped"})
-        clear_stop(out, True)
+        (out / STOP_FILE).unlink(missing_ok=True)
     acc.print(f"stopped at step {step} of {config.train.steps} on request; checkpoint saved, continue with --resume")
     return EXIT_OK
 

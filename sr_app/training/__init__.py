@@ -1,7 +1,7 @@
 """The Train tab: start, watch, stop, resume and use training runs from the browser (``app.py --enable-training``).
 
-Nothing here is imported, and no component or endpoint exists, unless training is enabled: visitors of a public
-demo cannot spend its compute. Runs live in their own folders under ``--training-root``; the trainer runs as a
+The tab module is not even imported, and no component or endpoint exists, unless training is enabled: visitors of
+a public demo cannot spend its compute. Runs live in their own folders under ``--training-root``; the trainer runs as a
 subprocess (``accelerate launch train/train.py``) that keeps going when the page is closed.
 
 This package imports no Gradio: ``sr_app.cli`` reads :func:`env_enabled` and :func:`training_problem` at start-up,
@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from .paths import TRAIN_SCRIPT, PathError, resolve_root
+from .paths import TRAIN_SCRIPT, PathError, make_trainer_importable, resolve_root
 
 ENABLE_ENV = "SR_STUDIO_ENABLE_TRAINING"
 ROOT_ENV = "SR_STUDIO_TRAINING_ROOT"
@@ -52,11 +51,7 @@ def training_tabs(enabled: bool, root: str) -> list[Callable[[Any], None]]:
     """The Train tab's builder when ``enabled`` (for ``build_demo(extra_tabs=...)``), else nothing at all."""
     if not enabled:
         return []
+    make_trainer_importable()
     from .tab import tab_builder
 
     return [tab_builder(resolve_root(root))]
-
-
-def root_of(path: str | os.PathLike) -> Path:
-    """``path`` resolved (for tests and callers that hold a root already)."""
-    return resolve_root(path)

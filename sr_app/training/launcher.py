@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sr_core.atomic import write_json_atomic
-from train.run_control import STOP_FILE
+from train.run_control import LAUNCHED_ENV, STOP_FILE
 
 from .paths import REPO, TRAIN_SCRIPT
 from .runs import EXIT_FILE, OUTPUT_FILE, RUN_FILE, RunError, list_runs, pid_alive, read_json
@@ -78,8 +78,10 @@ class RunManager:
             if busy:
                 raise RunError(f"A training run is already going ({busy}); stop it or wait for it to end first.")
             (folder / STOP_FILE).unlink(missing_ok=True)
+            env = {**env, LAUNCHED_ENV: repr(time.time())}
             with open(folder / OUTPUT_FILE, "ab") as out:
-                out.write(f"=== {datetime.now():%Y-%m-%d %H:%M:%S} {' '.join(command[3:])}\n".encode())
+                what = "resume" if "--resume" in command else "start"
+                out.write(f"=== {datetime.now():%Y-%m-%d %H:%M:%S} {what} (command in {RUN_FILE})\n".encode())
                 out.flush()
                 process = subprocess.Popen(
                     command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

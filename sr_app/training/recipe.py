@@ -46,7 +46,7 @@ def defaults(name: str) -> Config:
     return load_config(config_path(name))
 
 
-def _whole(value: Any, label: str) -> int:
+def whole(value: Any, label: str) -> int:
     """A whole number from the page (12, 12.0, "12"); ConfigError for anything else."""
     try:
         number = float(value)
@@ -59,7 +59,7 @@ def _whole(value: Any, label: str) -> int:
 
 def _auto(value: Any, label: str, configured: int, steps: int, times: int) -> int:
     """``value``, or for 0 the configured interval shortened so that it happens about ``times`` times."""
-    number = _whole(value if value not in (None, "") else 0, label)
+    number = whole(value if value not in (None, "") else 0, label)
     if number != 0 or configured == 0:
         return number
     return max(1, min(configured, steps // times))
@@ -73,23 +73,28 @@ def _number_text(value: Any, label: str) -> str:
 
 
 def overrides(recipe: Recipe, init_from: str | None) -> list[str]:
-    """The trainer overrides for ``recipe`` (``init_from``: the resolved starting weights, or None for the config's)."""
+    """The trainer overrides for ``recipe`` (``init_from``: the resolved starting weights, or None for the config's).
+
+    A value left empty (None) keeps the config's."""
     base = defaults(recipe.config)
-    steps = _whole(recipe.steps, "Steps")
     if recipe.mixed_precision not in MIXED_PRECISION:
         raise ConfigError(f"Mixed precision must be one of {', '.join(MIXED_PRECISION)}.")
-    items = [
-        f"train.steps={steps}",
-        f"data.batch_size={_whole(recipe.batch_size, 'Batch size')}",
-        f"data.patch_size={_whole(recipe.patch_size, 'Patch size')}",
-        f"train.lr={_number_text(recipe.lr, 'Learning rate')}",
-        f"mixed_precision={recipe.mixed_precision}",
-        f"validate_every={_auto(recipe.validate_every, 'Validate every', base.validate_every, steps, 10)}",
-        f"log_every={_auto(recipe.log_every, 'Log every', base.log_every, steps, 100)}",
-    ]
-    if init_from is not None:
-        items.append(f"train.init_from={init_from}")
-    return items
+    steps = base.train.steps if _empty(recipe.steps) else whole(recipe.steps, "Steps")
+    values = {
+        "train.steps": steps,
+        "data.batch_size": None if _empty(recipe.batch_size) else whole(recipe.batch_size, "Batch size"),
+        "data.patch_size": None if _empty(recipe.patch_size) else whole(recipe.patch_size, "Patch size"),
+        "train.lr": None if _empty(recipe.lr) else _number_text(recipe.lr, "Learning rate"),
+        "mixed_precision": recipe.mixed_precision,
+        "validate_every": _auto(recipe.validate_every, "Validate every", base.validate_every, steps, 10),
+        "log_every": _auto(recipe.log_every, "Log every", base.log_every, steps, 100),
+        "train.init_from": init_from,
+    }
+    return [f"{key}={value}" for key, value in values.items() if value is not None]
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def check(name: str, items: list[str]) -> Config:

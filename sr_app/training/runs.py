@@ -115,16 +115,19 @@ def _last_redraw(line: str) -> str:
     return parts[-1].rstrip() if parts else ""
 
 
-def signature(folder: Path) -> list[Any]:
-    """What changes when the run has news for the plots: the log's and the preview's size and time."""
-    marks: list[Any] = [folder.name]
-    for name in (LOG_FILE, "val_preview/sr.png"):
-        try:
-            stat = (folder / name).stat()
-            marks += [stat.st_size, stat.st_mtime_ns]
-        except OSError:
-            marks += [None, None]
-    return marks
+def news_marks(folder: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What tells the live view that a part of it has news: the run, its loss and validation record counts and
+    the preview's time."""
+    try:
+        picture = (folder / "val_preview" / "sr.png").stat().st_mtime_ns
+    except OSError:
+        picture = None
+    return {
+        "run": folder.name,
+        "loss": sum(1 for r in records if "loss" in r),
+        "val": sum(1 for r in records if "val_psnr" in r),
+        "preview": picture,
+    }
 
 
 def pid_alive(pid: int | None) -> bool:

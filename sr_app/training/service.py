@@ -81,17 +81,25 @@ class Training:
                 raise
         return folder.name
 
-    def resume(self, run_id: str | None) -> str:
-        """Continue a stopped or interrupted run from its checkpoint; returns its id."""
+    def resume(self, run_id: str | None, steps: int | None = None) -> str:
+        """Continue a stopped or interrupted run from its checkpoint, to its own total or to ``steps``; returns its id.
+
+        A new total also continues a finished run (training it further)."""
         with self.manager.lock:
             self._refuse_if_busy()
             folder = run_folder(self.root, run_id)
-            state = state_of(folder, alive=False)
-            if state.state == "finished":
-                raise RunError(f"Run {folder.name} has finished all {state.total_steps} steps; nothing to resume.")
+            state, info = state_of(folder, alive=False), read_json(folder / RUN_FILE)
             if not can_resume(folder):
                 raise RunError(f"Run {folder.name} has no checkpoint to resume from; start a new run instead.")
-            args = [a for a in read_json(folder / RUN_FILE).get("args", []) if a != "--resume"]
+            args = [a for a in info.get("args", []) if a != "--resume"]
+            if steps:
+                if steps <= state.step:
+                    raise RunError(f"Run {folder.name} is at step {state.step} already; resume it to a later step.")
+                args = [a for a in args if not a.startswith("train.steps=")] + [f"train.steps={steps}"]
+                check(info.get("config", ""), args[2:])
+                write_run(folder, {**info, "args": args, "total_steps": steps})
+            elif state.state == "finished":
+                raise RunError(f"Run {folder.name} has finished all {state.total_steps} steps; nothing to resume.")
             self._launch(folder, [*args, "--resume"])
         return folder.name
 

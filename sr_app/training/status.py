@@ -25,10 +25,12 @@ def _latest(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _error_line(folder: Path) -> str:
-    """The trainer's own explanation of a failure: its last ``error:`` line, else its last line."""
+    """The trainer's own explanation of a failure: its last ``error:`` line, else the last line that is not the
+    launcher's report of it (``accelerate launch`` ends with a traceback of its own)."""
     lines = tail(folder, lines=200).splitlines()
     errors = [line for line in lines if line.startswith("error:")]
-    return (errors or lines or ["the trainer wrote nothing"])[-1]
+    others = [line for line in lines if "CalledProcessError" not in line and not line.startswith(("  ", "Traceback"))]
+    return (errors or others or lines or ["the trainer wrote nothing"])[-1]
 
 
 def _ended(folder: Path, step: int, total: int, records: list[dict[str, Any]], code: int | None) -> tuple[str, str]:
@@ -50,7 +52,7 @@ def state_of(folder: Path, alive: bool) -> RunState:
     info, records = read_json(folder / RUN_FILE), read_log(folder)
     progress = [r for r in records if r.get("event") == "progress"]
     step = max((int(r["step"]) for r in records), default=0)
-    total = int(progress[-1]["total_steps"]) if progress else int(info.get("total_steps", 0))
+    total = int(info.get("total_steps") or (progress[-1]["total_steps"] if progress else 0))
     state = RunState(folder.name, "running", step, total, latest=_latest(records))
     if progress and progress[-1]["step"] == step:
         state.patches_per_s, state.eta_s = progress[-1].get("patches_per_s"), progress[-1].get("eta_s")

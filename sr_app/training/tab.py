@@ -17,6 +17,7 @@ from .data import DEFAULT_SHARE, HELD_OUT, SOURCES, UPLOAD, VAL_SOURCES
 from .paths import config_files
 from .recipe import INIT_CONFIG, form_values
 from .service import Training
+from .view import COLOURS, METRIC_SERIES
 
 DEFAULT_CONFIG = "srresnet_x4"
 POLL_S = 2.0
@@ -50,6 +51,7 @@ class TrainView:
     start: gr.Button
     stop: gr.Button
     resume: gr.Button
+    resume_steps: gr.Number
     message: gr.Markdown
     run: gr.Dropdown
     status: gr.Markdown
@@ -66,18 +68,38 @@ class TrainView:
     seen: gr.State
     api_status: gr.Button
     status_json: gr.JSON
+    method_name: gr.Textbox
+    """``/train_use``'s second output: the name of the method it added."""
+    run_id: gr.Textbox
+    """``/train_start`` and ``/train_resume``'s second output: the run's id."""
 
     def inputs_of_start(self) -> list[Any]:
         """The inputs of ``/train_start``, in its API order (data, then recipe)."""
-        names = ["source", "uploads", "folder", "val_source", "val_share", "val_uploads", "val_folder", "config",
-                 "init", "steps", "batch_size", "patch_size", "lr", "mixed_precision", "validate_every", "log_every"]
+        names = [
+            "source",
+            "uploads",
+            "folder",
+            "val_source",
+            "val_share",
+            "val_uploads",
+            "val_folder",
+            "config",
+            "init",
+            "steps",
+            "batch_size",
+            "patch_size",
+            "lr",
+            "mixed_precision",
+            "validate_every",
+            "log_every",
+        ]
         return [getattr(self, name) for name in names]  # fmt: skip
 
     @property
     def live(self) -> list[Any]:
         """The outputs of a refresh of the live view."""
-        return [self.status, self.progress, self.loss_plot, self.psnr_plot, self.ssim_plot, self.preview, self.log,
-                self.seen]  # fmt: skip
+        return [self.status, self.progress, self.loss_plot, self.psnr_plot, self.ssim_plot, self.preview, self.seen,
+                self.log]  # fmt: skip
 
 
 _UPLOAD_TYPES = sorted({*IMAGE_SUFFIXES, ".zip"})
@@ -109,9 +131,11 @@ def _recipe_column(training: Training) -> dict[str, Any]:
     start = form_values(DEFAULT_CONFIG)
     c: dict[str, Any] = {}
     c["config"] = gr.Dropdown(list(config_files()), value=DEFAULT_CONFIG, label="Config", elem_id="train-config")
-    c["init"] = gr.Dropdown(training.init_choices(), value=INIT_CONFIG, label="Starting weights", elem_id="train-init")
+    # Both selectors gain choices while the app runs (new runs); the handlers check every value themselves.
+    c["init"] = gr.Dropdown(training.init_choices(), value=INIT_CONFIG, label="Starting weights",
+                            allow_custom_value=True, elem_id="train-init")  # fmt: skip
     with gr.Row():
-        c["steps"] = gr.Number(start["steps"], label="Steps", precision=0, minimum=1, elem_id="train-steps")
+        c["steps"] = gr.Number(start["steps"], label="Steps", precision=0, elem_id="train-steps")
         c["batch_size"] = gr.Number(start["batch_size"], label="Batch size", precision=0, elem_id="train-batch")
         c["patch_size"] = gr.Number(start["patch_size"], label="Patch size (HR px)", precision=0, elem_id="train-patch")
     with gr.Row():
@@ -127,13 +151,15 @@ def _recipe_column(training: Training) -> dict[str, Any]:
         c["start"] = gr.Button("Start", variant="primary", elem_id="train-start")
         c["stop"] = gr.Button("Stop", variant="stop", elem_id="train-stop")
         c["resume"] = gr.Button("Resume", elem_id="train-resume")
+    c["resume_steps"] = gr.Number(0, label="Resume until step (0 = the run's own total; more trains a run further)",
+                                  precision=0, elem_id="train-resume-steps")  # fmt: skip
     c["message"] = gr.Markdown(elem_id="train-message")
     return c
 
 
-def _plot(title: str, y_title: str, color: str, elem_id: str) -> gr.LinePlot:
+def _plot(title: str, y_title: str, color: str, elem_id: str, legend: list[str]) -> gr.LinePlot:
     return gr.LinePlot(x="step", y="value", color=color, title=title, x_title="step", y_title=y_title, height=260,
-                       elem_id=elem_id)  # fmt: skip
+                       color_map=COLOURS, colors_in_legend=legend, elem_id=elem_id)  # fmt: skip
 
 
 def _live_view(runs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -141,13 +167,13 @@ def _live_view(runs: list[tuple[str, str]]) -> dict[str, Any]:
     gr.Markdown("#### Live view")
     c: dict[str, Any] = {}
     with gr.Row():
-        c["run"] = gr.Dropdown(runs, value="", label="Run", scale=1, elem_id="train-run")
+        c["run"] = gr.Dropdown(runs, value="", label="Run", scale=1, allow_custom_value=True, elem_id="train-run")
         c["status"] = gr.Markdown(elem_id="train-status")
     c["progress"] = gr.HTML(elem_id="train-progress")
     with gr.Row():
-        c["loss_plot"] = _plot("Training loss", "loss", "term", "train-loss")
-        c["psnr_plot"] = _plot("Validation PSNR", "dB", "series", "train-psnr")
-        c["ssim_plot"] = _plot("Validation SSIM", "SSIM", "series", "train-ssim")
+        c["loss_plot"] = _plot("Training loss", "loss", "term", "train-loss", [])
+        c["psnr_plot"] = _plot("Validation PSNR", "dB", "series", "train-psnr", list(METRIC_SERIES))
+        c["ssim_plot"] = _plot("Validation SSIM", "SSIM", "series", "train-ssim", list(METRIC_SERIES))
     with gr.Row():
         c["preview"] = gr.ImageSlider(label="Latest validation image: bicubic (left) | model (right)", type="pil",
                                       format="png", interactive=False, elem_id="train-preview")  # fmt: skip
@@ -171,7 +197,8 @@ def layout(training: Training, runs: list[tuple[str, str]]) -> TrainView:
                 recipe = _recipe_column(training)
         live = _live_view(runs)
         hidden = {"timer": gr.Timer(POLL_S), "seen": gr.State(None), "api_status": gr.Button(visible=False),
-                  "status_json": gr.JSON(visible=False)}  # fmt: skip
+                  "status_json": gr.JSON(visible=False), "method_name": gr.Textbox(visible=False),
+                  "run_id": gr.Textbox(visible=False)}  # fmt: skip
     parts = {**data, **recipe, **live, **hidden}
     return TrainView(**{f.name: parts[f.name] for f in fields(TrainView)})
 

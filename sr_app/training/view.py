@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ from .runs import RunState
 LOSS_TERMS = ("loss", "pixel", "content", "adversarial", "feature", "d_loss")
 """Loss terms drawn (the discriminator's D(HR)/D(SR) are probabilities, not losses, and are left out)."""
 NO_RUN = "No training run yet: choose data and a recipe, then **Start**."
+METRIC_SERIES = ("model", "bicubic")
+COLOURS = {"loss": "#f97316", "pixel": "#2563eb", "content": "#16a34a", "adversarial": "#dc2626",
+           "feature": "#9333ea", "d_loss": "#0891b2", "model": "#f97316", "bicubic": "#6b7280"}  # fmt: skip
 
 
 def _duration(seconds: float | None) -> str:
@@ -58,11 +62,11 @@ def status_markdown(state: RunState | None) -> str:
 
 
 def loss_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Long-form (step, value, term) rows of every loss term that is not zero throughout."""
+    """Long-form (step, value, term) rows of the loss terms that are not zero throughout (stage 1 has no content
+    or adversarial term), plus :func:`_frame`'s placeholder rows."""
     rows = [(r["step"], float(r[t]), t) for r in records if "loss" in r for t in LOSS_TERMS if t in r]
-    frame = pd.DataFrame(rows, columns=["step", "value", "term"])
-    shown = [t for t in LOSS_TERMS if (frame.loc[frame["term"] == t, "value"] != 0).any()]
-    return frame[frame["term"].isin(shown)].reset_index(drop=True)
+    drawn = {t for _, value, t in rows if value != 0}
+    return _frame([row for row in rows if row[2] in drawn], "term", LOSS_TERMS)
 
 
 def metric_frame(records: list[dict[str, Any]], metric: str) -> pd.DataFrame:
@@ -72,7 +76,24 @@ def metric_frame(records: list[dict[str, Any]], metric: str) -> pd.DataFrame:
         for key, series in ((f"val_{metric}", "model"), (f"val_bicubic_{metric}", "bicubic")):
             if key in r:
                 rows.append((r["step"], float(r[key]), series))
-    return pd.DataFrame(rows, columns=["step", "value", "series"])
+    return _frame(rows, "series", METRIC_SERIES)
+
+
+def drawn_series(frame: pd.DataFrame) -> list[str]:
+    """The series of ``frame`` (its third column) with a value other than zero: the ones the legend names."""
+    values = frame["value"].fillna(0)
+    return [str(name) for name in dict.fromkeys(frame.iloc[:, 2]) if (values[frame.iloc[:, 2] == name] != 0).any()]
+
+
+def _frame(rows: list[tuple[int, float, str]], color: str, series: tuple[str, ...]) -> pd.DataFrame:
+    """(step, value, ``color``) rows with fixed column types, plus one empty (NaN) row per possible series.
+
+    Gradio's plot takes its colour domain from the first data it draws and keeps it, drawing series it meets later
+    without a colour (invisibly); the empty rows put every series in that domain from the start. Vega-Lite skips
+    rows without a value, so they draw nothing."""
+    placeholders = [(0, math.nan, name) for name in series]
+    frame = pd.DataFrame([*placeholders, *rows], columns=["step", "value", color])
+    return frame.astype({"step": "int64", "value": "float64", color: "string"})
 
 
 def preview(folder: Path) -> tuple[Image.Image, Image.Image] | None:

@@ -15,7 +15,7 @@ from accelerate.state import AcceleratorState, GradientState
 from PIL import Image
 
 from train.checkpoint import MARKER
-from train.run_control import LAUNCHED_ENV, PREVIEW_DIR, PREVIEW_FILES, STOP_FILE
+from train.run_control import LAUNCHED_ENV, PREVIEW_DIR, PREVIEW_FILES, STOP_FILE, Throughput
 from train.train import EXIT_OK, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +146,7 @@ def test_progress_records_and_the_validation_preview(folders, tmp_path):
     progress = [r for r in records(out) if r.get("event") == "progress"]
     assert [r["step"] for r in progress] == [2, 4]
     assert all(r["total_steps"] == 4 and r["patches_per_s"] > 0 and r["elapsed_s"] > 0 for r in progress)
-    assert progress[-1]["eta_s"] == 0 and progress[0]["eta_s"] > 0
+    assert progress[-1]["eta_s"] == 0 and progress[0]["eta_s"] >= 0  # 2 steps to go at step 2: soon
     assert [r["step"] for r in losses(out)] == [2, 4]  # the loss records are unchanged by the progress records
     vals = [r for r in records(out) if "val_psnr" in r]
     assert [(v["step"], v["preview"], v["preview_image"]) for v in vals] == [
@@ -155,3 +155,12 @@ def test_progress_records_and_the_validation_preview(folders, tmp_path):
     bicubic, sr = (Image.open(out / PREVIEW_DIR / name) for name in PREVIEW_FILES)
     assert bicubic.size == sr.size == (64, 64)
     assert not np.array_equal(np.asarray(bicubic), np.asarray(sr))
+
+
+def test_throughput_is_patches_per_second_since_the_last_record_and_the_time_left_at_that_pace():
+    ticks = iter([100.0, 102.0, 103.0])
+    speed = Throughput(total_steps=10, patches_per_step=8, start_step=0, clock=lambda: next(ticks))
+    assert speed.record(4) == {"step": 4, "event": "progress", "total_steps": 10, "elapsed_s": 2.0,
+                               "patches_per_s": 16.0, "eta_s": 3.0}  # fmt: skip
+    assert speed.record(8) == {"step": 8, "event": "progress", "total_steps": 10, "elapsed_s": 3.0,
+                               "patches_per_s": 32.0, "eta_s": 0.5}  # fmt: skip

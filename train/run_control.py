@@ -83,15 +83,18 @@ def stop_requested(out: Path, accelerator: Any) -> bool:
 class Throughput:
     """Wall-clock speed between progress records: patches per second and the time left at that pace."""
 
-    def __init__(self, *, total_steps: int, patches_per_step: int, start_step: int) -> None:
+    def __init__(
+        self, *, total_steps: int, patches_per_step: int, start_step: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.total_steps = total_steps
         self.patches_per_step = patches_per_step
-        self.started = self.last_time = time.monotonic()
+        self.clock = clock
+        self.started = self.last_time = clock()
         self.last_step = start_step
 
     def record(self, step: int) -> dict[str, Any]:
         """The ``progress`` log record at ``step`` (speed measured since the previous one)."""
-        now = time.monotonic()
+        now = self.clock()
         seconds_per_step = (now - self.last_time) / max(step - self.last_step, 1)
         self.last_time, self.last_step = now, step
         return {

@@ -56,13 +56,14 @@ class RunManager:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.lock = threading.RLock()
-        self._processes: dict[str, subprocess.Popen] = {}
+        self._running: dict[str, threading.Event] = {}
+        """Per run started here: set once its trainer has ended and its exit code is on disk."""
 
     def alive(self, run_id: str) -> bool:
         """Whether run ``run_id`` is still going (started by this app, or by an earlier one still running)."""
-        process = self._processes.get(run_id)
-        if process is not None:
-            return process.poll() is None
+        ended = self._running.get(run_id)
+        if ended is not None:
+            return not ended.is_set()
         info = read_json(self.root / run_id / RUN_FILE)
         exited = read_json(self.root / run_id / EXIT_FILE)
         return exited.get("pid") != info.get("pid") and pid_alive(info.get("pid"))
@@ -87,14 +88,17 @@ class RunManager:
                     command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     **_session_flags(),
                 )  # fmt: skip
-            self._processes[folder.name] = process
-        threading.Thread(target=self._wait, args=(folder, process), daemon=True).start()
+            ended = self._running[folder.name] = threading.Event()
+        threading.Thread(target=self._wait, args=(folder, process, ended), daemon=True).start()
         return process.pid
 
-    def _wait(self, folder: Path, process: subprocess.Popen) -> None:
-        """Record the exit code once the trainer ends (reaping the process)."""
+    def _wait(self, folder: Path, process: subprocess.Popen, ended: threading.Event) -> None:
+        """Record the exit code once the trainer ends (reaping the process), then count the run as ended."""
         code = process.wait()
-        write_json_atomic(folder / EXIT_FILE, {"pid": process.pid, "returncode": code, "ended": time.time()})
+        try:
+            write_json_atomic(folder / EXIT_FILE, {"pid": process.pid, "returncode": code, "ended": time.time()})
+        finally:
+            ended.set()
 
     def stop(self, run_id: str) -> None:
         """Ask run ``run_id`` to stop after its current step (it checkpoints, then exits)."""

@@ -25,7 +25,7 @@ from PIL import Image
 import sr_core
 from sr_core.classical import mod_crop
 from sr_core.constants import APP_MAX_PIXELS as DEFAULT_MAX_PIXELS
-from sr_core.degradations import NAMED_DEGRADATIONS, check_named, degrade_named, spec_seed
+from sr_core.degradations import NAMED_DEGRADATIONS, check_named, degrade_for
 from sr_core.errors import ImageTooLargeError, UnknownMethodError, UnsupportedScaleError
 from sr_core.evaluate import make_eval_lr
 from sr_core.io import load_image, save_image, to_uint8
@@ -390,9 +390,7 @@ def prepare_inputs(
         truth = mod_crop(source, scale)
         return make_eval_lr(truth, scale, degradation, _label(image, image_name)), truth
     truth, low = shrink_pair(source, plan.outscale)
-    if degradation != "bicubic":
-        low = degrade_named(low, degradation, seed=spec_seed(degradation, _label(image, image_name)))
-    return low, truth
+    return degrade_for(low, degradation, _label(image, image_name)), truth
 
 
 def _test_notes(test_on_my_image: bool, degradation: str, has_reference: bool) -> list[str]:

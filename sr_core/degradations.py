@@ -392,6 +392,11 @@ def spec_seed(spec: str, key: str) -> int:
     return zlib.crc32(f"{spec}|{key}".encode())
 
 
+def degrade_for(lr: Image.Image, spec: str, key: str) -> Image.Image:
+    """:func:`degrade_named` with the seed fixed by ``key`` (an image name): the evaluation protocol's LR."""
+    return degrade_named(lr, spec, seed=spec_seed(spec, key))
+
+
 def degrade_named(lr: Image.Image, spec: str, *, seed: int = 0) -> Image.Image:
     """Apply the named degradation ``spec`` to an RGB LR image; ``seed`` fixes the noise."""
     check_named(spec)

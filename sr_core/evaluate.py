@@ -25,7 +25,7 @@ from PIL import Image
 
 from .classical import downscale, mod_crop
 from .data import DIV2K_HUB_FILES, DIV2K_HUB_ID, ImageList, iter_validation, rgb_uint8
-from .degradations import NAMED_DEGRADATIONS, check_named, degrade_named, spec_seed
+from .degradations import NAMED_DEGRADATIONS, check_named, degrade_for
 from .errors import SRError
 from .metrics import high_frequency_ratio, psnr, ssim
 from .pipeline import upscale
@@ -96,7 +96,7 @@ def score_output(
 def make_eval_lr(hr: Image.Image, scale: int, degrade: str = "bicubic", key: str = "") -> Image.Image:
     """The evaluation LR of a (mod-cropped) HR image: PIL bicubic downscale, then the named degradation."""
     lr = downscale(hr, scale)
-    return degrade_named(lr, degrade, seed=spec_seed(degrade, key)) if degrade != "bicubic" else lr
+    return degrade_for(lr, degrade, key)
 
 
 def summarize(

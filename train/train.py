@@ -538,35 +538,92 @@ def train(config: Config, *, resume: bool = False, resume_from: str | None = Non
 
 
 def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | None, loose: bool = False) -> int:
-    out = Path(config.output_dir)
-    ckpt_root = out / "checkpoints"
-    t, d = config.train, config.data
+    """One run, top to bottom: seed, models, data, resume, outputs, then the loop until the last step or a stop."""
+    t = config.train
     set_seed(config.seed)
     if acc.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     trainer = Trainer(config, acc)
+    train_images, val_images = _read_images(config, acc)
+    dataset = _patch_dataset(config, acc, train_images)
+    trainer.calibration = _calibration_batches(config, dataset)
+    loader = trainer.prepare(_loader(config, acc, dataset))
+    state = TrainState()
+    acc.register_for_checkpointing(state, *trainer.checkpoint_objects())
+    resumed = bool(resume or resume_from)
+    if resumed:
+        _resume(trainer, state, resume_from or Path(config.output_dir) / "checkpoints", loose)
+    _prepare_output(config, acc, state.step, resumed)
+    acc.init_trackers(Path(config.output_dir).name or "sr_training", config=_hparams(config))
+    acc.print(_start_line(config, acc, train_images, dataset))
+    if state.step >= t.steps:
+        acc.print(f"nothing to do: already at step {state.step} of {t.steps}")
+        return EXIT_OK
+    loop = _Loop.begin(trainer, state, val_images)
+    for batch in acc.skip_first_batches(loader, state.step) if state.step else loader:
+        rates = trainer.learning_rates()
+        try:
+            values = trainer.step(batch)
+        except DivergedError as exc:
+            return loop.diverged(exc)
+        state.step += 1
+        step = state.step
+        loop.log_losses(step, values, rates)
+        if config.validate_every and (step % config.validate_every == 0 or step == t.steps):
+            loop.validate(step)
+        saved = step % config.checkpoint_every == 0 or step == t.steps
+        if saved:
+            loop.checkpoint(step)
+        loop.bar.update(1)
+        if step >= t.steps:
+            break
+        if stop_requested(Path(config.output_dir), acc):
+            loop.bar.close()
+            return _stop(trainer, step, loop.info, saved=saved)
+    return loop.finish()
+
+
+def _read_images(config: Config, acc: Accelerator) -> tuple[ImageList, ImageList | None]:
+    """The training images and the readable validation images (None when validation is off)."""
     with acc.main_process_first():
         train_images = training_images(config, acc)
         val_images = load_images(config, "validation") if config.validate_every > 0 else None
-    if val_images is not None:
-        val_images, unreadable = val_images.readable()
-        if unreadable:
-            acc.print(f"warning: skipping {len(unreadable)} unreadable validation image(s): {'; '.join(unreadable)}")
-        if not len(val_images):
-            raise ConfigError("data.val_dir: none of the validation images is readable")
-    degradation = d.realistic if d.degradation == "realistic" else None
-    dataset = PatchDataset(
-        train_images,
+    if val_images is None:
+        return train_images, None
+    val_images, unreadable = val_images.readable()
+    if unreadable:
+        acc.print(f"warning: skipping {len(unreadable)} unreadable validation image(s): {'; '.join(unreadable)}")
+    if not len(val_images):
+        raise ConfigError("data.val_dir: none of the validation images is readable")
+    return train_images, val_images
+
+
+def _patch_dataset(config: Config, acc: Accelerator, images: ImageList) -> PatchDataset:
+    """Every (HR, LR) patch pair of the run, one per sample of every step of every process, in a fixed order."""
+    d = config.data
+    return PatchDataset(
+        images,
         patch_size=d.patch_size,
         scale=config.model.scale,
         seed=config.seed,
-        length=t.steps * d.batch_size * acc.num_processes,
-        degradation=degradation,
+        length=config.train.steps * d.batch_size * acc.num_processes,
+        degradation=d.realistic if d.degradation == "realistic" else None,
     )
-    if t.precise_bn_batches > 0:
-        calibration_set = dataset.sibling(seed=config.seed + 7919, length=t.precise_bn_batches * d.batch_size)
-        trainer.calibration = calibration_batches(calibration_set, t.precise_bn_batches, d.batch_size)
-    loader = DataLoader(
+
+
+def _calibration_batches(config: Config, dataset: PatchDataset) -> list[torch.Tensor]:
+    """The fixed LR batches that precise BN recomputes the statistics on (none when it is off)."""
+    t, d = config.train, config.data
+    if t.precise_bn_batches <= 0:
+        return []
+    calibration_set = dataset.sibling(seed=config.seed + 7919, length=t.precise_bn_batches * d.batch_size)
+    return calibration_batches(calibration_set, t.precise_bn_batches, d.batch_size)
+
+
+def _loader(config: Config, acc: Accelerator, dataset: PatchDataset) -> DataLoader:
+    """Batches in the dataset's order (not shuffled: the order is the dataset's seeded one, so a resume can skip)."""
+    d = config.data
+    return DataLoader(
         dataset,
         batch_size=d.batch_size,
         shuffle=False,
@@ -575,125 +632,165 @@ def _run(config: Config, acc: Accelerator, *, resume: bool, resume_from: str | N
         pin_memory=acc.device.type == "cuda",
         persistent_workers=False,
     )
-    loader = trainer.prepare(loader)
-    state = TrainState()
-    acc.register_for_checkpointing(state, *trainer.checkpoint_objects())
 
-    log_path = out / "log.jsonl"
-    if resume or resume_from:
-        found, warnings = load_checkpoint(acc, resume_from or ckpt_root, loose=loose)
-        for warning in warnings:
-            acc.print(f"warning: {warning}")
-        marker = json.loads((found / "checkpoint.json").read_text())
-        if marker.get("num_processes", acc.num_processes) != acc.num_processes:
-            acc.print(
-                f"warning: checkpoint written by {marker['num_processes']} processes, resuming with "
-                f"{acc.num_processes}: the patch order will differ from an uninterrupted run"
-            )
-        if trainer.scheduler_g.scheduler.base_lrs[0] != t.lr:
-            acc.print(
-                f"note: train.lr={t.lr} differs from the checkpoint's {trainer.scheduler_g.scheduler.base_lrs[0]}; "
-                "a resumed run keeps the checkpoint's optimiser and schedule state"
-            )
-        acc.print(f"resumed from {found} at step {state.step}")
-    if acc.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump_config(config))
-        if resume or resume_from:
-            _truncate_log(log_path, state.step)
-        else:
-            log_path.unlink(missing_ok=True)
-    acc.init_trackers(out.name or "sr_training", config=_hparams(config))
-    acc.print(
-        f"stage {t.stage}: x{config.model.scale}, {len(train_images)} training images "
+
+def _resume(trainer: Trainer, state: TrainState, source: str | Path, loose: bool) -> None:
+    """Load the newest usable checkpoint under ``source`` into the trainer and ``state``, saying what differs."""
+    acc, t = trainer.accelerator, trainer.config.train
+    found, warnings = load_checkpoint(acc, source, loose=loose)
+    for warning in warnings:
+        acc.print(f"warning: {warning}")
+    marker = json.loads((found / "checkpoint.json").read_text())
+    if marker.get("num_processes", acc.num_processes) != acc.num_processes:
+        acc.print(
+            f"warning: checkpoint written by {marker['num_processes']} processes, resuming with "
+            f"{acc.num_processes}: the patch order will differ from an uninterrupted run"
+        )
+    if trainer.scheduler_g.scheduler.base_lrs[0] != t.lr:
+        acc.print(
+            f"note: train.lr={t.lr} differs from the checkpoint's {trainer.scheduler_g.scheduler.base_lrs[0]}; "
+            "a resumed run keeps the checkpoint's optimiser and schedule state"
+        )
+    acc.print(f"resumed from {found} at step {state.step}")
+
+
+def _prepare_output(config: Config, acc: Accelerator, step: int, resumed: bool) -> None:
+    """The output folder with this run's ``config.yaml``; the log cut back to ``step`` on resume, else started anew."""
+    if not acc.is_main_process:
+        return
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_config(config))
+    if resumed:
+        _truncate_log(out / "log.jsonl", step)
+    else:
+        (out / "log.jsonl").unlink(missing_ok=True)
+
+
+def _start_line(config: Config, acc: Accelerator, images: ImageList, dataset: PatchDataset) -> str:
+    t, d = config.train, config.data
+    return (
+        f"stage {t.stage}: x{config.model.scale}, {len(images)} training images "
         f"({dataset.skipped} too small, {len(dataset.unreadable)} unreadable, skipped), "
         f"batch {d.batch_size} x {acc.num_processes} process(es), {t.steps} steps, device {acc.device}, "
         f"mixed precision {acc.mixed_precision} ({config.mixed_precision_source()})"
     )
-    if state.step >= t.steps:
-        acc.print(f"nothing to do: already at step {state.step} of {t.steps}")
-        return EXIT_OK
 
-    def info(kind: str) -> dict[str, Any]:
+
+@dataclass
+class _Loop:
+    """What the training loop keeps beside :class:`TrainState` (progress bar, throughput, running loss sums); its
+    methods are the loop's periodic steps (log, validate, checkpoint) and its ends (divergence, the summary)."""
+
+    trainer: Trainer
+    state: TrainState
+    val_images: ImageList | None
+    bar: Any
+    speed: Throughput
+    running: torch.Tensor
+    postfix: dict[str, str]
+    count: int = 0
+
+    @classmethod
+    def begin(cls, trainer: Trainer, state: TrainState, val_images: ImageList | None) -> _Loop:
+        acc, t, d = trainer.accelerator, trainer.config.train, trainer.config.data
+        speed = Throughput(
+            total_steps=t.steps, patches_per_step=d.batch_size * acc.num_processes, start_step=state.step
+        )
+        bar = tqdm(total=t.steps, initial=state.step, desc=t.stage, dynamic_ncols=True, disable=not acc.is_main_process)
+        running = torch.zeros(len(trainer.terms), device=acc.device)
+        postfix = {"loss": "-", "val_psnr": f"{state.last_val['psnr']:.2f}" if "psnr" in state.last_val else "-"}
+        return cls(trainer, state, val_images, bar, speed, running, postfix)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.trainer.config.output_dir)
+
+    def info(self, kind: str) -> dict[str, Any]:
+        """The ``training.json`` of an export (``best`` or ``last``) at the current step."""
+        config, state = self.trainer.config, self.state
         return {
             "kind": kind,
             "step": state.step,
-            "stage": t.stage,
+            "stage": config.train.stage,
             "scale": config.model.scale,
-            "ema_decay": t.ema_decay,
+            "ema_decay": config.train.ema_decay,
             "val": state.last_val,
             "best_step": state.best_step,
             "best_psnr": state.best_psnr if math.isfinite(state.best_psnr) else None,
         }
 
-    speed = Throughput(total_steps=t.steps, patches_per_step=d.batch_size * acc.num_processes, start_step=state.step)
-    batches = acc.skip_first_batches(loader, state.step) if state.step else loader
-    bar = tqdm(total=t.steps, initial=state.step, desc=t.stage, dynamic_ncols=True, disable=not acc.is_main_process)
-    running = torch.zeros(len(trainer.terms), device=acc.device)
-    postfix = {"loss": "-", "val_psnr": f"{state.last_val['psnr']:.2f}" if "psnr" in state.last_val else "-"}
-    count = 0
-    for batch in batches:
-        rates = trainer.learning_rates()
-        try:
-            values = trainer.step(batch)
-        except DivergedError as exc:
-            bar.close()
-            last = find_checkpoint(ckpt_root)
-            acc.print(
-                f"error: a loss became NaN or infinite at step {state.step + 1} ({exc}). Stopping without "
-                f"saving; the last good checkpoint is {last or 'none (nothing saved yet)'}. Try a lower "
-                "train.lr, train.grad_clip > 0, or mixed_precision=no, then --resume."
+    def log_losses(self, step: int, values: torch.Tensor, rates: dict[str, float]) -> None:
+        """Add the step's loss terms; every ``log_every`` steps (and at the last) log their mean and the speed."""
+        acc, config = self.trainer.accelerator, self.trainer.config
+        self.running += values
+        self.count += 1
+        if step % config.log_every != 0 and step != config.train.steps:
+            return
+        terms = (self.running / self.count).tolist()
+        record = {"step": step, **dict(zip(self.trainer.terms, terms, strict=True)), **rates}
+        self.running.zero_()
+        self.count = 0
+        acc.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
+        if acc.is_main_process:
+            _append_log(self.out / "log.jsonl", record)
+            _append_log(self.out / "log.jsonl", self.speed.record(step))
+        self.postfix["loss"] = f"{record['loss']:.4g}"
+        self.bar.set_postfix(self.postfix, refresh=False)
+
+    def validate(self, step: int) -> None:
+        """Score the exported generator, log it with a preview, and export ``best/`` when it is the best so far."""
+        trainer, state = self.trainer, self.state
+        acc, config = trainer.accelerator, trainer.config
+        metrics = validate(trainer, self.val_images)
+        best = metrics["mean"]["psnr"] > state.best_psnr
+        state.last_val = {"step": step, **metrics["mean"]}
+        if best:
+            state.best_psnr, state.best_step = metrics["mean"]["psnr"], step
+        acc.log({f"val/{k}": v for k, v in metrics["mean"].items()}, step=step)
+        if acc.is_main_process:
+            upscaler = make_upscaler(trainer.export_model(), acc.device)
+            preview = write_val_preview(
+                upscaler, self.val_images, self.out, scale=config.model.scale, degrade=config.data.val_degrade
             )
-            return EXIT_DIVERGED
-        state.step += 1
-        running += values
-        count += 1
-        step = state.step
-        if step % config.log_every == 0 or step == t.steps:
-            record = {"step": step, **dict(zip(trainer.terms, (running / count).tolist(), strict=True)), **rates}
-            running.zero_()
-            count = 0
-            acc.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
-            if acc.is_main_process:
-                _append_log(log_path, record)
-                _append_log(log_path, speed.record(step))
-            postfix["loss"] = f"{record['loss']:.4g}"
-            bar.set_postfix(postfix, refresh=False)
-        if config.validate_every and (step % config.validate_every == 0 or step == t.steps):
-            metrics = validate(trainer, val_images)
-            best = metrics["mean"]["psnr"] > state.best_psnr
-            state.last_val = {"step": step, **metrics["mean"]}
+            _append_log(
+                self.out / "log.jsonl", {"step": step, **{f"val_{k}": v for k, v in metrics["mean"].items()}, **preview}
+            )
             if best:
-                state.best_psnr, state.best_step = metrics["mean"]["psnr"], step
-            acc.log({f"val/{k}": v for k, v in metrics["mean"].items()}, step=step)
-            if acc.is_main_process:
-                upscaler = make_upscaler(trainer.export_model(), acc.device)
-                preview = write_val_preview(upscaler, val_images, out, scale=config.model.scale, degrade=d.val_degrade)
-                _append_log(log_path, {"step": step, **{f"val_{k}": v for k, v in metrics["mean"].items()}, **preview})
-                if best:
-                    export_generator(trainer.export_model(), out / "best", info("best"), config)
-            if acc.is_main_process:
-                bar.write(_val_line(step, metrics, best))
-            postfix["val_psnr"] = f"{metrics['mean']['psnr']:.2f}"
-            bar.set_postfix(postfix, refresh=False)
-        if step % config.checkpoint_every == 0 or step == t.steps:
-            save_checkpoint(acc, ckpt_root, step, {"stage": t.stage})
-            if acc.is_main_process:
-                export_generator(trainer.export_model(), out / "last", info("last"), config)
-        bar.update(1)
-        if step >= t.steps:
-            break
-        if stop_requested(out, acc):
-            bar.close()
-            return _stop(trainer, state.step, info, saved=step % config.checkpoint_every == 0)
-    bar.close()
-    summary = f"done: step {state.step}; generator exported to {out / 'last'}"
-    if state.best_step:
-        summary += f", best (val PSNR {state.best_psnr:.2f} dB at step {state.best_step}) in {out / 'best'}"
-    acc.print(summary)
-    if config.hub.push_to_hub and acc.is_main_process:
-        acc.print(publish(out, config.hub))
-    return EXIT_OK
+                export_generator(trainer.export_model(), self.out / "best", self.info("best"), config)
+            self.bar.write(_val_line(step, metrics, best))
+        self.postfix["val_psnr"] = f"{metrics['mean']['psnr']:.2f}"
+        self.bar.set_postfix(self.postfix, refresh=False)
+
+    def checkpoint(self, step: int) -> None:
+        """Save the full state for ``--resume`` and export ``last/``."""
+        acc, config = self.trainer.accelerator, self.trainer.config
+        save_checkpoint(acc, self.out / "checkpoints", step, {"stage": config.train.stage})
+        if acc.is_main_process:
+            export_generator(self.trainer.export_model(), self.out / "last", self.info("last"), config)
+
+    def diverged(self, exc: DivergedError) -> int:
+        """Stop without saving after a NaN or infinite loss, naming the last good checkpoint."""
+        self.bar.close()
+        last = find_checkpoint(self.out / "checkpoints")
+        self.trainer.accelerator.print(
+            f"error: a loss became NaN or infinite at step {self.state.step + 1} ({exc}). Stopping without "
+            f"saving; the last good checkpoint is {last or 'none (nothing saved yet)'}. Try a lower "
+            "train.lr, train.grad_clip > 0, or mixed_precision=no, then --resume."
+        )
+        return EXIT_DIVERGED
+
+    def finish(self) -> int:
+        """The closing summary line, and the upload when ``hub.push_to_hub`` is set."""
+        acc, config, state = self.trainer.accelerator, self.trainer.config, self.state
+        self.bar.close()
+        summary = f"done: step {state.step}; generator exported to {self.out / 'last'}"
+        if state.best_step:
+            summary += f", best (val PSNR {state.best_psnr:.2f} dB at step {state.best_step}) in {self.out / 'best'}"
+        acc.print(summary)
+        if config.hub.push_to_hub and acc.is_main_process:
+            acc.print(publish(self.out, config.hub))
+        return EXIT_OK
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Config]:

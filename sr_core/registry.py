@@ -57,7 +57,6 @@ class ModelWeights:
     config: Mapping[str, Any] = field(compare=False, hash=False)
     sha256: str | None = None
     mtime_ns: int = 0
-    entry: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -148,9 +147,7 @@ def _verified_weights(weights_dir: Path, entry: Mapping[str, Any]) -> ModelWeigh
     if expected and _cached_sha256(path, stat.st_mtime_ns, stat.st_size) != expected:
         _warn_once("Weights for %s x%d (%s) fail their sha256 check; not offered", name, scale, path)
         return None
-    return ModelWeights(
-        path=path, config=config, sha256=expected, mtime_ns=stat.st_mtime_ns, entry=dict(entry)
-    )
+    return ModelWeights(path=path, config=config, sha256=expected, mtime_ns=stat.st_mtime_ns)
 
 
 def available_methods(weights_dir: str | os.PathLike | None = None) -> list[MethodInfo]:

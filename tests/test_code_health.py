@@ -1,8 +1,9 @@
-"""Code health rules of issue 15 that hold for the whole code: short functions."""
+"""Code health rules of issue 15 that hold for the whole code: short functions, no dead fields."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -38,3 +39,9 @@ def test_no_function_is_longer_than_100_lines():
         for name, line, length in long_functions(path.read_text(encoding="utf-8"), MAX_FUNCTION_LINES)
     ]
     assert found == []
+
+
+def test_model_weights_carry_no_unused_manifest_copy():
+    from sr_core.registry import ModelWeights
+
+    assert [f.name for f in dataclasses.fields(ModelWeights)] == ["path", "config", "sha256", "mtime_ns"]

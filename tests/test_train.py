@@ -475,6 +475,33 @@ def test_ema_moves_towards_the_weights():
     assert torch.allclose(ema.shadow.weight, torch.full((1, 2), 0.19))
 
 
+def test_ema_averages_parameters_takes_buffers_and_resumes_from_its_state_dict():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    ema = EMA(model, decay=0.8)
+    assert not ema.shadow.training and not any(p.requires_grad for p in ema.shadow.parameters())
+    reference = {k: v.double().clone() for k, v in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for step in range(5):
+        optimizer.zero_grad()
+        model(torch.rand(2, 3, 6, 6)).square().mean().backward()
+        optimizer.step()
+        if step == 2:  # a resumed run: a fresh EMA (other decay) loads the checkpointed state, then goes on
+            state = ema.state_dict()
+            assert set(state) == {"decay", "shadow"} and set(state["shadow"]) == set(model.state_dict())
+            ema = EMA(model, decay=0.5)
+            ema.load_state_dict(state)
+        ema.update(model)
+        for k, p in model.named_parameters():
+            reference[k] = 0.8 * reference[k] + 0.2 * p.detach().double()
+    for k, v in ema.shadow.named_parameters():
+        torch.testing.assert_close(v.double(), reference[k], rtol=1e-6, atol=1e-7)
+    # Buffers are the live model's (running statistics, batch count), not averaged.
+    for k, b in ema.shadow.named_buffers():
+        assert torch.equal(b, model.get_buffer(k)), k
+    assert ema.shadow[1].num_batches_tracked.item() == 5
+
+
 @pytest.mark.slow
 def test_two_process_cpu_run_writes_the_same_checkpoint_format(image_folders, stage1_run, tmp_path):
     out = tmp_path / "ddp"

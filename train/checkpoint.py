@@ -29,6 +29,7 @@ RNG_PREFIX = "random_states_"
 class CheckpointError(SRError):
     """No usable checkpoint where one was expected (the trainer exits 2 with this message)."""
 
+
 def file_digests(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder`` except the marker, by relative path."""
     digests = {}

@@ -10,21 +10,24 @@ truth's (Y channel, border cropped): 1.0 means as much fine detail as the origin
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+
+if not __package__:  # run by path (`python train/compare_models.py`): see train/__init__.py
+    _ROOT = Path(__file__).resolve().parents[1]
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "train"]
+    sys.path.insert(0, str(_ROOT))
+
+import argparse
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from sr_core import upscale  # noqa: E402
-from sr_core.classical import mod_crop  # noqa: E402
-from sr_core.data import ImageList, rgb_uint8  # noqa: E402
-from sr_core.degradations import NAMED_DEGRADATIONS  # noqa: E402
-from sr_core.evaluate import make_eval_lr, score_output  # noqa: E402
+from sr_core import upscale
+from sr_core.classical import mod_crop
+from sr_core.data import ImageList, rgb_uint8
+from sr_core.degradations import NAMED_DEGRADATIONS
+from sr_core.evaluate import make_eval_lr, score_output
 
 LABEL_HEIGHT = 22
 

@@ -13,24 +13,27 @@ its own, ready for ``hf upload USER/NAME DIR``.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if not __package__:  # run by path (`python train/export_weights.py`): see train/__init__.py
+    _ROOT = Path(__file__).resolve().parents[1]
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "train"]
+    sys.path.insert(0, str(_ROOT))
+
 import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
-from pathlib import Path
 
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from sr_core.degradations import NAMED_DEGRADATIONS  # noqa: E402
-from sr_core.evaluate import evaluate  # noqa: E402
-from sr_core.models import load_pretrained  # noqa: E402
-from sr_core.registry import PACKAGE_WEIGHTS_DIR, write_manifest_entry, write_weights_card  # noqa: E402
+from sr_core.degradations import NAMED_DEGRADATIONS
+from sr_core.evaluate import evaluate
+from sr_core.models import load_pretrained
+from sr_core.registry import PACKAGE_WEIGHTS_DIR, write_manifest_entry, write_weights_card
 
 FP16_TOLERANCE_DB = 0.05
 

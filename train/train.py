@@ -18,45 +18,45 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: import the repository's packages, not this folder's modules
+if not __package__:  # run by path (`python train/train.py`): see train/__init__.py
     _ROOT = Path(__file__).resolve().parents[1]
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "train"]
     sys.path.insert(0, str(_ROOT))
 
-import argparse  # noqa: E402
-import bisect  # noqa: E402
-import copy  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import shutil  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import bisect
+import copy
+import json
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-import torch  # noqa: E402
-from accelerate import Accelerator  # noqa: E402
-from accelerate.utils import ProjectConfiguration, gather_object, set_seed  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, gather_object, set_seed
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
-from sr_core.atomic import write_json_atomic  # noqa: E402
-from sr_core.data import ImageList, PatchDataset, default_subimage_dir, prepare_subimages  # noqa: E402
-from sr_core.errors import OfflineError, SRError, UnknownMethodError  # noqa: E402
-from sr_core.evaluate import evaluate, summarize  # noqa: E402
-from sr_core.hub import push_folder  # noqa: E402
-from sr_core.inference import prepare_for_inference  # noqa: E402
-from sr_core.io import from_array, to_array  # noqa: E402
-from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss, feature_matching_loss  # noqa: E402
-from sr_core.models import WEIGHTS_NAME, Discriminator, SRModel, build_model, load_pretrained  # noqa: E402
-from sr_core.pipeline import DEFAULT_TILE_SIZE, model_forward_array  # noqa: E402
-from sr_core.registry import get_method, load_model  # noqa: E402
-from train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, swap_in  # noqa: E402
-from train.config import Config, ConfigError, HubConfig, dump_config, load_config  # noqa: E402
-from train.ema import EMA  # noqa: E402
-from train.precise_bn import calibration_batches, recalibrated  # noqa: E402
-from train.run_control import (  # noqa: E402
+from sr_core.atomic import write_json_atomic
+from sr_core.data import ImageList, PatchDataset, default_subimage_dir, prepare_subimages
+from sr_core.errors import OfflineError, SRError, UnknownMethodError
+from sr_core.evaluate import evaluate, summarize
+from sr_core.hub import push_folder
+from sr_core.inference import prepare_for_inference
+from sr_core.io import from_array, to_array
+from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss, feature_matching_loss
+from sr_core.models import WEIGHTS_NAME, Discriminator, SRModel, build_model, load_pretrained
+from sr_core.pipeline import DEFAULT_TILE_SIZE, model_forward_array
+from sr_core.registry import get_method, load_model
+from train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, swap_in
+from train.config import Config, ConfigError, HubConfig, dump_config, load_config
+from train.ema import EMA
+from train.precise_bn import calibration_batches, recalibrated
+from train.run_control import (
     STOP_FILE,
     Throughput,
     clear_stop,

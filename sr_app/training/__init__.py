@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .paths import TRAIN_SCRIPT, PathError, make_trainer_importable, resolve_root
+from .paths import TRAIN_SCRIPT, PathError, resolve_root
 
 ENABLE_ENV = "SR_STUDIO_ENABLE_TRAINING"
 ROOT_ENV = "SR_STUDIO_TRAINING_ROOT"
@@ -51,7 +51,6 @@ def training_tabs(enabled: bool, root: str) -> list[Callable[[Any], None]]:
     """The Train tab's builder when ``enabled`` (for ``build_demo(extra_tabs=...)``), else nothing at all."""
     if not enabled:
         return []
-    make_trainer_importable()
     from .tab import tab_builder
 
     return [tab_builder(resolve_root(root))]

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = REPO / "train" / "train.py"
 CONFIG_DIR = REPO / "train" / "configs"
-
-
-def make_trainer_importable() -> None:
-    """Put the repository on ``sys.path`` so that ``train`` (the trainer's package beside ``sr_app``) imports,
-    whatever folder the app was started from."""
-    if str(REPO) not in sys.path:
-        sys.path.append(str(REPO))
 
 
 class PathError(ValueError):

@@ -26,6 +26,15 @@ def randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Modul
 
 
 @pytest.fixture
+def fresh_accelerate_state():
+    """Forget Accelerate's process-wide state after the test (the trainer tests build an Accelerator per run)."""
+    yield
+    from train_helpers import reset_accelerate_state
+
+    reset_accelerate_state()
+
+
+@pytest.fixture
 def tiny_srresnet():
     from sr_core.models import SRResNet
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from train_helpers import train_tab_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -51,41 +51,9 @@ def photo_crops(folder: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    import torch
-
-    from sr_app.handlers import AppConfig
-    from sr_app.training import training_tabs
-    from sr_app.ui import build_demo
-    from sr_core.models import SRResNet
-    from sr_core.registry import write_manifest_entry
-
     base = tmp_path_factory.mktemp("browser_train")
-    torch.manual_seed(0)
-    write_manifest_entry(base / "weights", SRResNet(scale=4, num_blocks=1, channels=8).eval(), name="srresnet",
-                         label="SRResNet", description="tiny test model")  # fmt: skip
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_TEMP_DIR", str(base / "gradio"))
-        config = AppConfig(weights_dir=str(base / "weights"), output_dir=str(base / "outputs"), device="cpu")
-        demo = build_demo(config, extra_tabs=training_tabs(True, str(base / "root")))
-        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
-        try:
-            yield url, photo_crops(base / "photos")
-        finally:
-            stop_leftover_run((base / "root").resolve())
-            demo.close()
-
-
-def stop_leftover_run(root: Path, timeout: float = 60) -> None:
-    """Ask a run a failed test left going to stop (it would outlive the tests otherwise), and wait for it."""
-    from sr_app.training.launcher import RunManager
-
-    manager = RunManager(root)
-    run = manager.active()
-    if run:
-        manager.stop(run)
-    deadline = time.monotonic() + timeout
-    while run and manager.alive(run) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    with train_tab_app(base) as (url, _):
+        yield url, photo_crops(base / "photos")
 
 
 @pytest.fixture

@@ -409,23 +409,6 @@ def test_dead_code_is_gone():
     assert not hasattr(sr_core.stats, "regularized_beta")
 
 
-def _long_functions(paths: list[Path], limit: int) -> list[str]:
-    found = []
-    for path in paths:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                length = node.end_lineno - node.lineno + 1
-                if length > limit:
-                    found.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({length} lines)")
-    return found
-
-
-def test_no_function_of_the_study_is_longer_than_100_lines():
-    paths = [REPO / "sr_app" / "rate.py", REPO / "sr_core" / "stats.py", REPO / "sr_core" / "constants.py"]
-    paths += sorted((REPO / "sr_app" / "mos").glob("*.py")) + sorted((REPO / "sr_core" / "mos").glob("*.py"))
-    assert _long_functions(paths, 100) == []
-
-
 # ------------------------------------------------------------------------------------------------ constants
 
 

@@ -13,16 +13,17 @@ import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from train_helpers import ROOT, loss_records, reset_accelerate_state, run_training, tiny_args
 
 from train.checkpoint import MARKER, find_checkpoint
 from train.config import ConfigError, load_config
 from train.ema import EMA
 from train.train import EXIT_CONFIG, EXIT_DIVERGED, EXIT_OK, Trainer, main
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
+RUN = ("validate_every=2", "checkpoint_every=2")  # this file's runs validate and checkpoint every 2 steps
 
 
 def smooth_image(rng: np.random.Generator, size: int = 64) -> np.ndarray:
@@ -49,35 +50,8 @@ def image_folders(tmp_path_factory) -> tuple[Path, Path]:
     return root / "train", root / "val"
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
-def tiny_args(folders: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
-    train_dir, val_dir = folders
-    return [
-        "--config", str(ROOT / "train/configs/srresnet_x4.yaml"),
-        f"output_dir={out}", f"data.train_dir={train_dir}", f"data.val_dir={val_dir}",
-        f"data.cache_dir={out.parent / 'hf-cache'}", "data.patch_size=32", "data.batch_size=2",
-        "data.num_workers=0", "model.num_blocks=1", "model.channels=8", "model.d_channels=8",
-        "log_with=none", "log_every=1", "validate_every=2", "checkpoint_every=2", *extra,
-    ]  # fmt: skip
-
-
 def run(folders, out: Path, *extra: str) -> int:
-    try:
-        return main(tiny_args(folders, out, *extra))
-    finally:
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
-
-
-def train_records(out: Path) -> list[dict]:
-    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    return [r for r in records if "loss" in r]
+    return run_training(folders, out, *RUN, *extra)
 
 
 def srgan_args(stage1: Path, *extra: str) -> list[str]:
@@ -89,8 +63,7 @@ def srgan_args(stage1: Path, *extra: str) -> list[str]:
 def stage1_run(image_folders, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("stage1") / "run"
     assert run(image_folders, out, "train.steps=4", "data.num_workers=1") == EXIT_OK
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     return out
 
 
@@ -177,7 +150,7 @@ def test_stage1_end_to_end(stage1_run, image_folders):
     from sr_core.models import SRResNet, load_pretrained
 
     out = stage1_run
-    records = train_records(out)
+    records = loss_records(out)
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert all(np.isfinite(r["loss"]) and r["loss"] == r["pixel"] for r in records)
     vals = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if "val_psnr" in x]
@@ -204,7 +177,7 @@ def test_realistic_degradation_run_trains_and_validates_on_degraded_lr(image_fol
                "train.precise_bn_batches=1", "data.realistic.noise_range=[5, 10]")  # fmt: skip
     assert code == EXIT_OK
     assert "LR jpeg75" in capsys.readouterr().out
-    assert len(train_records(out)) == 2 and (out / "best" / "model.safetensors").is_file()
+    assert len(loss_records(out)) == 2 and (out / "best" / "model.safetensors").is_file()
 
 
 def test_freeze_bn_keeps_the_statistics_and_trains_the_rest(image_folders, tmp_path):
@@ -239,7 +212,7 @@ def test_resume_continues_exactly(image_folders, tmp_path):
     assert run(image_folders, whole, "train.steps=6", *extra) == EXIT_OK
     assert run(image_folders, parts, "train.steps=3", *extra) == EXIT_OK
     assert run(image_folders, parts, "train.steps=6", "--resume", *extra) == EXIT_OK
-    a, b = train_records(whole), train_records(parts)
+    a, b = loss_records(whole), loss_records(parts)
     assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
     assert a == b  # losses and learning rates, float for float
     assert [r["lr"] for r in a] == pytest.approx([1e-3] * 4 + [5e-4] * 2)
@@ -260,7 +233,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(image_folders, tmp_path, 
     assert "NaN or infinite at step 2" in message and str(out / "checkpoints" / "last") in message
     assert json.loads((out / "checkpoints/last" / MARKER).read_text())["step"] == 1
     assert json.loads((out / "last/training.json").read_text())["step"] == 1
-    assert [r["step"] for r in train_records(out)] == [1]
+    assert [r["step"] for r in loss_records(out)] == [1]
 
 
 def test_killed_during_save_leaves_a_loadable_last(image_folders, tmp_path, monkeypatch):
@@ -323,7 +296,7 @@ def test_damaged_last_checkpoint_falls_back_to_prev(image_folders, two_checkpoin
     text = capsys.readouterr().out
     assert "warning:" in text and "resumed from the older" in text and "at step 2" in text
     assert json.loads((out / "checkpoints/last" / MARKER).read_text())["step"] == 6
-    assert [r["step"] for r in train_records(out)] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in loss_records(out)] == [1, 2, 3, 4, 5, 6]
 
 
 def test_no_usable_checkpoint_is_one_sentence_and_exit_2(image_folders, two_checkpoints, capsys):
@@ -358,7 +331,7 @@ def test_torn_log_line_is_dropped_on_resume(image_folders, two_checkpoints):
     with open(out / "log.jsonl", "a") as f:
         f.write('{"step": 5, "loss": 0.')
     assert run(image_folders, out, "train.steps=6", "validate_every=0", "--resume") == EXIT_OK
-    assert [r["step"] for r in train_records(out)] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in loss_records(out)] == [1, 2, 3, 4, 5, 6]
 
 
 def test_unreadable_training_images_are_listed_once_and_skipped(image_folders, tmp_path, caplog, capsys):
@@ -384,7 +357,7 @@ def test_unreadable_training_images_are_listed_once_and_skipped(image_folders, t
 def test_srgan_without_content_loss(stage1_run, image_folders, tmp_path):
     out = tmp_path / "gan"
     assert run(image_folders, out, *srgan_args(stage1_run, "loss.content_weight=0", "train.steps=2")) == EXIT_OK
-    records = train_records(out)
+    records = loss_records(out)
     assert len(records) == 2
     for r in records:
         assert 0 < r["d_hr"] < 1 and 0 < r["d_sr"] < 1 and r["d_loss"] > 0 and r["content"] == 0
@@ -398,7 +371,7 @@ def test_srgan_with_feature_matching(stage1_run, image_folders, tmp_path):
     out = tmp_path / "gan_fm"
     extra = ("loss.content_weight=0", "loss.feature_matching_weight=0.5", "train.steps=2")
     assert run(image_folders, out, *srgan_args(stage1_run, *extra)) == EXIT_OK
-    for r in train_records(out):
+    for r in loss_records(out):
         assert r["feature"] > 0
         expected = r["pixel"] + 0.001 * r["adversarial"] + 0.5 * r["feature"]
         assert r["loss"] == pytest.approx(expected, rel=1e-5)
@@ -418,7 +391,7 @@ def test_srgan_with_vgg_content_loss(stage1_run, image_folders, tmp_path, random
     out = tmp_path / "gan"
     args = srgan_args(stage1_run, "loss.content_weight=1", f"loss.vgg_weights={random_vgg_file}", "train.steps=2")
     assert run(image_folders, out, *args) == EXIT_OK
-    for r in train_records(out):
+    for r in loss_records(out):
         assert r["content"] > 0
         assert r["loss"] == pytest.approx(r["pixel"] + r["content"] + 0.001 * r["adversarial"], rel=1e-5)
 
@@ -508,7 +481,7 @@ def test_two_process_cpu_run_writes_the_same_checkpoint_format(image_folders, st
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-           str(ROOT / "train/train.py"), *tiny_args(image_folders, out, "train.steps=4")]  # fmt: skip
+           str(ROOT / "train/train.py"), *tiny_args(image_folders, out, *RUN, "train.steps=4")]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "x 2 process(es)" in proc.stdout
@@ -516,16 +489,16 @@ def test_two_process_cpu_run_writes_the_same_checkpoint_format(image_folders, st
     double = {p.name for p in (out / "checkpoints/last").iterdir()}
     assert double == single | {"random_states_1.pkl"}
     assert json.loads((out / "checkpoints/last" / MARKER).read_text())["num_processes"] == 2
-    assert [r["step"] for r in train_records(out)] == [1, 2, 3, 4]
+    assert [r["step"] for r in loss_records(out)] == [1, 2, 3, 4]
     # Stage 2 under DDP (discriminator forwarded twice per step, the generator step through the unwrapped D).
     gan = tmp_path / "ddp-gan"
     cmd[cmd.index(str(ROOT / "train/train.py")) + 1 :] = tiny_args(
-        image_folders, gan, *srgan_args(out, "loss.content_weight=0", "train.steps=2")
+        image_folders, gan, *RUN, *srgan_args(out, "loss.content_weight=0", "train.steps=2")
     )
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert {"model_1.safetensors", "random_states_1.pkl"} <= {p.name for p in (gan / "checkpoints/last").iterdir()}
-    assert all(0 < r["d_hr"] < 1 for r in train_records(gan))
+    assert all(0 < r["d_hr"] < 1 for r in loss_records(gan))
     # A single process can pick the two-process checkpoint up.
     assert run(image_folders, out, "train.steps=5", "--resume") == EXIT_OK
     assert json.loads((out / "checkpoints/last" / MARKER).read_text())["step"] == 5
@@ -608,7 +581,9 @@ def test_push_to_hub_with_an_unreachable_hub_is_one_message_not_a_traceback(imag
         "HF_TOKEN": "hf_test_token_not_a_secret",
     }
     out = tmp_path / "run"
-    args = tiny_args(image_folders, out, "train.steps=2", "hub.push_to_hub=test-user/tiny-run", "hub.private=true")
+    args = tiny_args(
+        image_folders, out, *RUN, "train.steps=2", "hub.push_to_hub=test-user/tiny-run", "hub.private=true"
+    )
     result = subprocess.run(
         [sys.executable, str(ROOT / "train" / "train.py"), *args], env=env, capture_output=True, text=True, timeout=600
     )

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from accelerate.state import AcceleratorState, GradientState
 from PIL import Image
+from train_helpers import ROOT, run_training, tiny_args
 
 from train.config import INHERIT, LAUNCHER_PRECISION_ENV, ConfigError, load_config
-from train.train import EXIT_OK, main
+from train.train import EXIT_OK
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 CONFIGS = sorted((ROOT / "train" / "configs").glob("*.yaml"))
+# Two steps without validation (no val_dir), precise BN or warm-up.
+RUN = ("validate_every=0", "train.steps=2", "train.precise_bn_batches=0", "train.warmup_steps=0", "checkpoint_every=2")
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +30,6 @@ def train_dir(tmp_path_factory) -> Path:
         rgb = np.stack([np.sin(2 * np.pi * (x + i / 3)), np.cos(2 * np.pi * y), x * y], axis=2)
         Image.fromarray(((rgb + 1) * 127.5).clip(0, 255).astype(np.uint8)).save(folder / f"img{i}.png")
     return folder
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
-def tiny_args(train_dir: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--config", str(ROOT / "train/configs/srresnet_x4.yaml"),
-        f"output_dir={out}", f"data.train_dir={train_dir}", "validate_every=0", "train.steps=2",
-        f"data.cache_dir={out.parent / 'hf-cache'}", "data.patch_size=32", "data.batch_size=2",
-        "data.num_workers=0", "model.num_blocks=1", "model.channels=8", "train.precise_bn_batches=0",
-        "train.warmup_steps=0", "log_with=none", "log_every=1", "checkpoint_every=2", *extra,
-    ]  # fmt: skip
 
 
 def start_line(output: str) -> str:
@@ -71,20 +56,20 @@ def test_default_inherits_and_explicit_values_stay_valid():
 
 def test_inherit_takes_the_launchers_value(train_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(LAUNCHER_PRECISION_ENV, "bf16")
-    assert main(tiny_args(train_dir, tmp_path / "run")) == EXIT_OK
+    assert run_training((train_dir, None), tmp_path / "run", *RUN) == EXIT_OK
     line = start_line(capsys.readouterr().out)
     assert "mixed precision bf16 (from the launcher / accelerate config)" in line
 
 
 def test_explicit_config_value_beats_the_launcher(train_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(LAUNCHER_PRECISION_ENV, "bf16")
-    assert main(tiny_args(train_dir, tmp_path / "run", "mixed_precision=no")) == EXIT_OK
+    assert run_training((train_dir, None), tmp_path / "run", *RUN, "mixed_precision=no") == EXIT_OK
     assert "mixed precision no (from the config)" in start_line(capsys.readouterr().out)
 
 
 def test_without_a_launcher_it_is_fp32_and_says_so(train_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(LAUNCHER_PRECISION_ENV, raising=False)
-    assert main(tiny_args(train_dir, tmp_path / "run")) == EXIT_OK
+    assert run_training((train_dir, None), tmp_path / "run", *RUN) == EXIT_OK
     assert "mixed precision no (default: no launcher" in start_line(capsys.readouterr().out)
 
 
@@ -95,7 +80,7 @@ def test_accelerate_launch_mixed_precision_bf16_is_used(train_dir, tmp_path):
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
         "--dynamo_backend", "no", "--mixed_precision", "bf16",
-        str(ROOT / "train/train.py"), *tiny_args(train_dir, tmp_path / "run"),
+        str(ROOT / "train/train.py"), *tiny_args((train_dir, None), tmp_path / "run", *RUN),
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

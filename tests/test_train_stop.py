@@ -11,14 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from accelerate.state import AcceleratorState, GradientState
 from PIL import Image
+from train_helpers import log_records, loss_records, run_training
 
 from train.checkpoint import MARKER
 from train.run_control import LAUNCHED_ENV, PREVIEW_DIR, PREVIEW_FILES, STOP_FILE, Throughput
-from train.train import EXIT_OK, main
+from train.train import EXIT_OK
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
+# Plain runs: constant learning rate, no precise BN, no validation, no checkpoint but the one a stop writes.
+RUN = ("train.precise_bn_batches=0", "train.schedule=constant", "train.warmup_steps=0", "validate_every=0",
+       "checkpoint_every=1000")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -33,31 +36,8 @@ def folders(tmp_path_factory) -> tuple[Path, Path]:
     return root / "train", root / "val"
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
-def tiny_args(folders: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
-    train_dir, val_dir = folders
-    return [
-        "--config", str(ROOT / "train/configs/srresnet_x4.yaml"),
-        f"output_dir={out}", f"data.train_dir={train_dir}", f"data.val_dir={val_dir}",
-        f"data.cache_dir={out.parent / 'hf-cache'}", "data.patch_size=32", "data.batch_size=2",
-        "data.num_workers=0", "model.num_blocks=1", "model.channels=8", "train.precise_bn_batches=0",
-        "train.schedule=constant", "train.warmup_steps=0", "log_with=none", "log_every=1", "validate_every=0",
-        "checkpoint_every=1000", *extra,
-    ]  # fmt: skip
-
-
-def records(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-
-
-def losses(out: Path) -> list[dict]:
-    return [r for r in records(out) if "loss" in r]
+def run(folders, out: Path, *extra: str) -> int:
+    return run_training(folders, out, *RUN, *extra)
 
 
 def when_step(out: Path, step: int, action, timeout: float = 240) -> threading.Thread:
@@ -66,7 +46,7 @@ def when_step(out: Path, step: int, action, timeout: float = 240) -> threading.T
     def watch() -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if (out / "log.jsonl").is_file() and any(r["step"] >= step for r in losses(out)):
+            if (out / "log.jsonl").is_file() and any(r["step"] >= step for r in loss_records(out)):
                 action()
                 return
             time.sleep(0.02)
@@ -77,17 +57,9 @@ def when_step(out: Path, step: int, action, timeout: float = 240) -> threading.T
 
 
 def stopped_at(out: Path) -> int:
-    last = records(out)[-1]
+    last = log_records(out)[-1]
     assert last["event"] == "stopped", last
     return last["step"]
-
-
-def run(folders, out: Path, *extra: str) -> int:
-    try:
-        return main(tiny_args(folders, out, *extra))
-    finally:
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
 
 
 def test_stop_file_checkpoints_the_current_step_and_resume_continues_it(folders, tmp_path, capsys):
@@ -100,11 +72,11 @@ def test_stop_file_checkpoints_the_current_step_and_resume_continues_it(folders,
     assert json.loads((out / "checkpoints/last" / MARKER).read_text())["step"] == step
     assert json.loads((out / "last/training.json").read_text())["step"] == step
     assert not (out / STOP_FILE).exists()
-    assert [r["step"] for r in losses(out)] == list(range(1, step + 1))
+    assert [r["step"] for r in loss_records(out)] == list(range(1, step + 1))
 
     assert run(folders, out, f"train.steps={step + 2}", "--resume") == EXIT_OK
     assert run(folders, tmp_path / "whole", f"train.steps={step + 2}") == EXIT_OK
-    resumed, whole = losses(out), losses(tmp_path / "whole")
+    resumed, whole = loss_records(out), loss_records(tmp_path / "whole")
     assert [r["step"] for r in resumed] == list(range(1, step + 3))
     assert [r["loss"] for r in resumed] == [r["loss"] for r in whole]  # the continuation is exact
 
@@ -126,8 +98,8 @@ def test_a_stale_stop_file_is_removed_at_start(folders, tmp_path):
     out.mkdir()
     (out / STOP_FILE).touch()
     assert run(folders, out, "train.steps=2") == EXIT_OK
-    assert [r["step"] for r in losses(out)] == [1, 2]
-    assert not any(r.get("event") == "stopped" for r in records(out))
+    assert [r["step"] for r in loss_records(out)] == [1, 2]
+    assert not any(r.get("event") == "stopped" for r in log_records(out))
     assert not (out / STOP_FILE).exists()
 
 
@@ -143,12 +115,12 @@ def test_a_stop_asked_for_while_the_trainer_starts_is_kept(folders, tmp_path, mo
 def test_progress_records_and_the_validation_preview(folders, tmp_path):
     out = tmp_path / "run"
     assert run(folders, out, "train.steps=4", "log_every=2", "validate_every=2") == EXIT_OK
-    progress = [r for r in records(out) if r.get("event") == "progress"]
+    progress = [r for r in log_records(out) if r.get("event") == "progress"]
     assert [r["step"] for r in progress] == [2, 4]
     assert all(r["total_steps"] == 4 and r["patches_per_s"] > 0 and r["elapsed_s"] > 0 for r in progress)
     assert progress[-1]["eta_s"] == 0 and progress[0]["eta_s"] >= 0  # 2 steps to go at step 2: soon
-    assert [r["step"] for r in losses(out)] == [2, 4]  # the loss records are unchanged by the progress records
-    vals = [r for r in records(out) if "val_psnr" in r]
+    assert [r["step"] for r in loss_records(out)] == [2, 4]  # the loss records are unchanged by the progress records
+    vals = [r for r in log_records(out) if "val_psnr" in r]
     assert [(v["step"], v["preview"], v["preview_image"]) for v in vals] == [
         (s, PREVIEW_DIR, "img0.png") for s in (2, 4)
     ]

@@ -18,6 +18,7 @@ from PIL import Image
 pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
+from train_helpers import train_tab_app  # noqa: E402
 
 from sr_app.training import ENABLE_ENV, training_tabs  # noqa: E402
 from sr_app.training.launcher import RunManager  # noqa: E402
@@ -41,40 +42,13 @@ def images(folder: Path, count: int) -> list[Path]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The app with the Train tab on a temporary root; yields (client, root, uploads, config)."""
-    import torch
-
-    from sr_app.handlers import AppConfig
-    from sr_app.ui import build_demo
-    from sr_core.models import SRResNet
-    from sr_core.registry import write_manifest_entry
-
     base = tmp_path_factory.mktemp("train_tab")
-    torch.manual_seed(0)
-    write_manifest_entry(base / "weights", SRResNet(scale=4, num_blocks=1, channels=8).eval(), name="srresnet",
-                         label="SRResNet", description="tiny test model")  # fmt: skip
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_TEMP_DIR", str(base / "gradio"))
-        config = AppConfig(weights_dir=str(base / "weights"), output_dir=str(base / "outputs"), device="cpu")
-        demo = build_demo(config, extra_tabs=training_tabs(True, str(base / "root")))
-        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
+    with train_tab_app(base) as (url, config):
         client = Client(url, verbose=False)
         try:
             yield client, (base / "root").resolve(), images(base / "uploads", 12), config
         finally:
-            stop_leftover_run((base / "root").resolve())
             client.close()
-            demo.close()
-
-
-def stop_leftover_run(root: Path, timeout: float = 60) -> None:
-    """Ask a run a failed test left going to stop (it would outlive the tests otherwise), and wait for it."""
-    manager = RunManager(root)
-    run = manager.active()
-    if run:
-        manager.stop(run)
-    deadline = time.monotonic() + timeout
-    while run and manager.alive(run) and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 def start(client: Client, files: list[Path], **changes):

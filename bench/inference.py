@@ -1,10 +1,16 @@
-"""Inference benchmark: output megapixels/s and peak memory of every method at x4 on a 512x512 input.
+"""Inference benchmark: SRResNet x4 through ``sr_core.upscale`` against the plain eager fp32 forward, on this machine.
 
-For SRResNet it also times the plain eager fp32 forward of the same weights (whole image, BatchNorm unfolded,
-the textbook way) and reports sr_core's speed-up and its PSNR difference against the ground truth. Each
-measurement runs in a fresh process so peak RSS belongs to that method alone.
+Prints, from one run:
+  1. speed at 128, 256, 512 and 1024 input: the eager fp32 forward of the same weights (whole image, BatchNorm
+     unfolded: the textbook way), sr_core (auto precision, memory-budget windows) and sr_core with the earlier fixed
+     256-pixel tiles, interleaved; the speed-up and the PSNR difference against ground truth;
+  2. the CPU's bf16 (or fp32) convolution peak, from the model's dominant 64->64 3x3 convolution alone, and the share
+     of it sr_core's model time reaches (useful convolution FLOPs / time);
+  3. peak RSS of a fresh process upscaling 512, 1024 and 2048 input at x4, against the output's own bytes;
+  4. folder throughput: ``sr-upscale`` on a folder of images against the sum of the model-only times;
+  5. on CUDA (when present): output megapixels/s, bf16 and channels_last, with and without torch.compile.
 
-    python bench/inference.py [--repeat 2] [--skip-large] [--threads N]
+    python bench/inference.py [--sizes 128 256 512 1024] [--repeat 3] [--skip-rss] [--skip-folder] [--json FILE]
 """
 
 from __future__ import annotations
@@ -13,173 +19,316 @@ import argparse
 import json
 import multiprocessing as mp
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+SCALE = 4
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _test_image(size: int) -> np.ndarray:
-    """A natural photo from examples/ when present (tiled to size), else a deterministic textured pattern."""
+def photo(size: int) -> np.ndarray:
+    """A size x size RGB test photo: the example images mirrored and tiled (natural content at any size)."""
     from PIL import Image
 
-    candidates = sorted((ROOT / "examples").glob("*.png"))
-    if candidates:
-        img = Image.open(candidates[0]).convert("RGB")
-        arr = np.asarray(img)
-        reps = (size // arr.shape[0] + 1, size // arr.shape[1] + 1, 1)
-        return np.tile(arr, reps)[:size, :size]
-    y, x = np.mgrid[0:size, 0:size] / size
-    pattern = np.stack([np.sin(40 * x * y), np.cos(25 * x), np.sin(30 * y + 5 * x)], axis=2) * 0.5 + 0.5
-    return (pattern * 255).astype(np.uint8)
+    tiles = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((ROOT / "examples").glob("*.png"))]
+    if not tiles:
+        raise SystemExit("bench/inference.py needs the example photos in examples/ (python examples/make_examples.py)")
+    row = np.concatenate([tiles[i % len(tiles)] for i in range(4)], axis=1)
+    block = np.concatenate([row, row[::-1, ::-1]], axis=0)
+    reps = (size // block.shape[0] + 1, size // block.shape[1] + 1, 1)
+    return np.ascontiguousarray(np.tile(block, reps)[:size, :size])
 
 
-def _srresnet(scale: int):
-    """Shipped SRResNet weights when present, else a randomly initialised paper-size model (flagged)."""
+def _srresnet():
+    from sr_core.registry import get_method, load_model
+
+    return load_model(get_method("srresnet"), SCALE).eval()
+
+
+def _best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# ----------------------------------------------------------------------------------------------- 1. speed
+
+
+def _variants(model, lr, x) -> tuple[dict, dict]:
+    """The timed variants for one input (each storing its 8-bit output) and the dict they store into."""
     import torch
 
-    from sr_core.registry import available_methods, load_model
+    import sr_core
 
-    for m in available_methods():
-        if m.name == "srresnet" and scale in m.scales:
-            return load_model(m, scale), "shipped"
-    from sr_core.models import SRResNet
+    outputs: dict[str, np.ndarray] = {}
 
-    torch.manual_seed(0)
-    return SRResNet(scale=scale).eval(), "random-init"
+    def eager() -> None:
+        with torch.inference_mode():
+            y = model(x).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+        outputs["eager"] = np.floor(y * 255 + 0.5).astype(np.uint8)
+
+    def ours() -> None:
+        outputs["sr_core"] = np.asarray(sr_core.upscale(lr, "srresnet", SCALE))
+
+    def fixed_tiles() -> None:
+        outputs["tile256"] = np.asarray(sr_core.upscale(lr, "srresnet", SCALE, tile_size=256))
+
+    return {"eager": eager, "sr_core": ours, "tile256": fixed_tiles}, outputs
 
 
-def _run(task: dict, queue: mp.Queue) -> None:
+def speed_rows(sizes: list[int], repeat: int) -> list[dict]:
+    """Eager fp32 against sr_core at each size, interleaved in this process; PSNR against the HR photo."""
     import torch
-
-    if task.get("threads"):
-        torch.set_num_threads(task["threads"])
     from PIL import Image
 
     import sr_core
+    from sr_core.classical import downscale
     from sr_core.metrics import psnr
 
-    kind, scale = task["kind"], task["scale"]
-    lr = Image.fromarray(_test_image(task["size"]))
-    base_rss = _peak_rss_mb()
-    result: dict = {"kind": kind, "method": task.get("method", "srresnet")}
-    if kind == "classical":
-        times = []
-        for _ in range(task["repeat"]):
-            t0 = time.perf_counter()
-            sr_core.upscale(lr, task["method"], scale)
-            times.append(time.perf_counter() - t0)
-    else:
-        model, source = _srresnet(scale)
-        result["weights"] = source
-        x = torch.from_numpy(np.asarray(lr, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-        times = []
-        if kind == "eager":
-            with torch.no_grad():
-                for _ in range(task["repeat"]):
-                    t0 = time.perf_counter()
-                    model(x)
-                    times.append(time.perf_counter() - t0)
-        else:
-            precision = task["precision"]
-            tmp = Path(task["tmpdir"]) / "model"
-            model.save_pretrained(tmp)
-            method = str(tmp)
-            sr_core.upscale(lr.crop((0, 0, 32, 32)), method, scale, precision=precision)
-            for _ in range(task["repeat"]):
-                t0 = time.perf_counter()
-                sr_core.upscale(lr, method, scale, precision=precision, tile_size=task.get("tile"))
-                times.append(time.perf_counter() - t0)
-            result["dtype"] = str(sr_core.resolve_precision(precision, torch.device("cpu"))).removeprefix("torch.")
-        if task.get("fidelity"):
-            hr = Image.fromarray(_test_image(task["size"]))
-            from sr_core.classical import downscale
-
-            small = downscale(hr, scale)
-            gt = np.asarray(hr.crop((0, 0, small.width * scale, small.height * scale)))
-            if kind == "eager":
-                xs = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-                with torch.no_grad():
-                    y = model(xs).clamp(0, 1)[0].permute(1, 2, 0).numpy()
-                out = (y * 255 + 0.5).astype(np.uint8)
-            else:
-                out = np.asarray(sr_core.upscale(small, str(Path(task["tmpdir"]) / "model"), scale,
-                                                 precision=task["precision"]))
-            result["psnr"] = psnr(out, gt, crop_border=scale)
-    best = min(times)
-    out_mp = (task["size"] * scale) ** 2 / 1e6
-    result.update(seconds=best, mp_per_s=out_mp / best, peak_rss_mb=_peak_rss_mb(), base_rss_mb=base_rss)
-    queue.put(result)
+    model = _srresnet()
+    sr_core.upscale(Image.fromarray(photo(48)), "srresnet", SCALE)  # load and prepare once
+    rows = []
+    for size in sizes:
+        hr = Image.fromarray(photo(size * SCALE))
+        lr = downscale(hr, SCALE)
+        x = torch.from_numpy(np.asarray(lr, dtype=np.float32) / 255).permute(2, 0, 1)[None].contiguous()
+        runs, outputs = _variants(model, lr, x)
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        runs["sr_core"]()
+        runs["tile256"]()  # warm the window shapes of this size
+        for _ in range(1 if size >= 1024 else repeat):  # interleaved, so drift hits every variant alike
+            for name, fn in runs.items():
+                times[name].append(_best(fn, 1))
+        gt = np.asarray(hr)
+        row = {"size": size, **{f"{k}_s": min(v) for k, v in times.items()}}
+        row.update({f"{k}_psnr": psnr(outputs[k], gt, crop_border=SCALE) for k in runs})
+        row["speedup"] = row["eager_s"] / row["sr_core_s"]
+        row["tile256_speedup"] = row["eager_s"] / row["tile256_s"]
+        row["dpsnr"] = row["sr_core_psnr"] - row["eager_psnr"]
+        rows.append(row)
+        print(f"  {size}: eager {row['eager_s']:.3f}s, sr_core {row['sr_core_s']:.3f}s ({row['speedup']:.2f}x)",
+              file=sys.stderr, flush=True)  # fmt: skip
+    return rows
 
 
-def measure(task: dict) -> dict:
+# ---------------------------------------------------------------------------------------- 2. conv peak
+
+
+def conv_flops_per_pixel() -> float:
+    """Useful convolution FLOPs of the SRResNet x4 forward per input pixel (2 x multiply-adds, from hooks)."""
+    import torch
+
+    model, flops = _srresnet(), [0.0]
+
+    def count(module, inputs, output) -> None:
+        w = module.weight
+        flops[0] += 2.0 * output.numel() * w.shape[1] * w.shape[2] * w.shape[3] / module.groups
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.inference_mode():
+        model(torch.rand(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    return flops[0] / (32 * 32)
+
+
+def conv_peak_gflops(dtype_name: str, repeat: int) -> float:
+    """Best GFLOP/s of one 64->64 3x3 convolution on a 1x64x256x256 channels_last input: the body's building block."""
+    import torch
+    import torch.nn.functional as F
+
+    dtype = getattr(torch, dtype_name)
+    x = torch.rand(1, 64, 256, 256).to(dtype).contiguous(memory_format=torch.channels_last)
+    w, b = torch.rand(64, 64, 3, 3).to(dtype), torch.rand(64).to(dtype)
+    with torch.inference_mode():
+        for _ in range(3):
+            F.conv2d(x, w, b, padding=1)
+        seconds = _best(lambda: F.conv2d(x, w, b, padding=1), 5 * repeat)
+    return 2.0 * 256 * 256 * 64 * 64 * 9 / seconds / 1e9
+
+
+# -------------------------------------------------------------------------------------------- 3. memory
+
+
+def _rss_worker(size: int, queue: mp.Queue) -> None:
+    from PIL import Image
+
+    import sr_core
+
+    lr = Image.fromarray(photo(size))
+    sr_core.upscale(lr.crop((0, 0, 48, 48)), "srresnet", SCALE)
+    before = _peak_rss_mb()
+    start = time.perf_counter()
+    out = sr_core.upscale(lr, "srresnet", SCALE)
+    queue.put({"size": size, "seconds": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb(),
+               "runtime_rss_mb": before, "output_mb": len(out.tobytes()) / 2**20})  # fmt: skip
+
+
+def rss_rows(sizes: list[int]) -> list[dict]:
+    """Peak RSS of a fresh process per size (so each figure belongs to that upscale alone)."""
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_run, args=(task, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    rows = []
+    for size in sizes:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_rss_worker, args=(size, queue))
+        proc.start()
+        rows.append(queue.get())
+        proc.join()
+        print(f"  rss {size}: {rows[-1]['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+    return rows
+
+
+# -------------------------------------------------------------------------------------------- 4. folder
+
+
+def folder_row(count: int, size: int) -> dict:
+    """``sr-upscale`` on ``count`` PNGs of size x size against the sum of upscale() times for the same images."""
+    from PIL import Image
+
+    import sr_core
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp, "in"), Path(tmp, "out")
+        src.mkdir()
+        big = photo(size * 2)
+        images = []
+        for i in range(count):
+            y, x = (i * 37) % size, (i * 53) % size
+            images.append(Image.fromarray(np.ascontiguousarray(big[y : y + size, x : x + size])))
+            images[-1].save(src / f"img{i:02d}.png")
+        sr_core.upscale(images[0], "srresnet", SCALE)
+        model_only = sum(_best(lambda im=im: sr_core.upscale(im, "srresnet", SCALE), 1) for im in images)
+        command = [sys.executable, "-m", "sr_core", str(src), "-o", str(dst), "--method", "srresnet",
+                   "--scale", str(SCALE)]  # fmt: skip
+        subprocess.run([*command, "--suffix", "warm", str(src / "img00.png")], check=True, capture_output=True)
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        wall = time.perf_counter() - start
+        probe = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import sr_core.cli, torch, accelerate"], check=True)
+        startup = time.perf_counter() - probe
+    return {"images": count, "size": size, "model_only_s": model_only, "cli_s": wall, "startup_s": startup,
+            "images_per_s": count / (wall - startup), "ratio": (wall - startup) / model_only}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- 5. CUDA
+
+
+def cuda_rows(repeat: int) -> list[dict]:
+    """Output MP/s on CUDA: sr_core (bf16 or fp16, channels_last, budget windows) and torch.compile of the body."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    from PIL import Image
+
+    import sr_core
+
+    rows = []
+    for size in (512, 1024, 2048):
+        lr = Image.fromarray(photo(size))
+        sr_core.upscale(lr, "srresnet", SCALE, device="cuda")
+        torch.cuda.synchronize()
+        seconds = _best(lambda lr=lr: sr_core.upscale(lr, "srresnet", SCALE, device="cuda"), repeat)
+        rows.append({"size": size, "seconds": seconds, "mp_per_s": (size * SCALE) ** 2 / 1e6 / seconds,
+                     "device": torch.cuda.get_device_name()})  # fmt: skip
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- report
+
+
+def report(args: argparse.Namespace, results: dict) -> None:
+    import torch
+
+    from sr_core.devices import cpu_has_fast_bf16
+
+    print(f"\nSRResNet x{SCALE} inference, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"CPU fast bf16: {cpu_has_fast_bf16()}")  # fmt: skip
+    print(
+        "\n| input | eager fp32 s | sr_core s | speed-up | tile=256 s | speed-up | PSNR eager | PSNR sr_core | dPSNR |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results["speed"]:
+        print(
+            f"| {r['size']} | {r['eager_s']:.3f} | {r['sr_core_s']:.3f} | {r['speedup']:.2f}x | {r['tile256_s']:.3f} "
+            f"| {r['tile256_speedup']:.2f}x | {r['eager_psnr']:.3f} | {r['sr_core_psnr']:.3f} | {r['dpsnr']:+.3f} |"
+        )
+    peak, flops = results["conv_peak_gflops"], results["flops_per_pixel"]
+    print(
+        f"\nconv peak ({results['dtype']}, 64->64 3x3, 256x256, channels_last): {peak:.0f} GFLOP/s; "
+        f"model: {flops / 1e6:.2f} MFLOP per input pixel"
+    )
+    for r in results["speed"]:
+        achieved = flops * r["size"] ** 2 / r["sr_core_s"] / 1e9
+        print(f"  {r['size']}: {achieved:.0f} GFLOP/s useful = {100 * achieved / peak:.0f}% of the conv peak")
+    if results.get("rss"):
+        print("\n| input | seconds | peak RSS MB | runtime before MB | output MB |")
+        print("|---:|---:|---:|---:|---:|")
+        for r in results["rss"]:
+            print(
+                f"| {r['size']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['runtime_rss_mb']:.0f} | "
+                f"{r['output_mb']:.0f} |"
+            )
+        first, last = results["rss"][0], results["rss"][-1]
+        growth, out_growth = last["peak_rss_mb"] - first["peak_rss_mb"], last["output_mb"] - first["output_mb"]
+        print(
+            f"peak RSS grows {growth:.0f} MB from {first['size']} to {last['size']} input; the output grows "
+            f"{out_growth:.0f} MB (ratio {growth / out_growth:.2f})"
+        )
+    if results.get("folder"):
+        f = results["folder"]
+        print(
+            f"\nfolder: {f['images']} images of {f['size']}x{f['size']}: sr-upscale {f['cli_s']:.1f}s "
+            f"(process start-up {f['startup_s']:.1f}s), model-only sum {f['model_only_s']:.1f}s; "
+            f"{f['images_per_s']:.2f} images/s; folder / model-only = {f['ratio']:.2f}"
+        )
+    for r in results.get("cuda", []):
+        print(f"CUDA {r['device']}: {r['size']} input x{SCALE}: {r['seconds']:.3f}s, {r['mp_per_s']:.1f} output MP/s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
 
 
 def main() -> None:
-    import tempfile
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=512, help="input side in pixels (default 512)")
-    parser.add_argument("--scale", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=2, help="timed runs per method (best is reported)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512, 1024])
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved timed runs per variant (best is kept)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    parser.add_argument("--skip-large", action="store_true", help="skip the 2048x2048 x4 memory check")
+    parser.add_argument("--skip-rss", action="store_true", help="skip the peak-memory processes (2048 input: ~1 min)")
+    parser.add_argument("--skip-folder", action="store_true", help="skip the folder throughput run")
+    parser.add_argument("--folder-images", type=int, default=8)
+    parser.add_argument("--folder-size", type=int, default=256)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
-    from sr_core.classical import CLASSICAL_METHODS
+    import torch
+
     from sr_core.devices import cpu_has_fast_bf16
 
-    rows = []
-    common = {"size": args.size, "scale": args.scale, "repeat": args.repeat, "threads": args.threads}
-    with tempfile.TemporaryDirectory() as tmpdir:
-        for name in CLASSICAL_METHODS:
-            rows.append(measure({**common, "kind": "classical", "method": name}))
-        eager = measure({**common, "kind": "eager", "fidelity": True, "tmpdir": tmpdir})
-        rows.append(eager)
-        for precision in ("fp32", "auto"):
-            r = measure({**common, "kind": "sr_core", "precision": precision, "fidelity": True, "tmpdir": tmpdir})
-            r["method"] = f"srresnet sr_core {precision} ({r['dtype']})"
-            r["speedup"] = eager["seconds"] / r["seconds"]
-            r["psnr_delta"] = r["psnr"] - eager["psnr"]
-            rows.append(r)
-        eager["method"] = "srresnet eager fp32"
-        large = None
-        if not args.skip_large:
-            large = measure({**common, "size": 2048, "repeat": 1, "kind": "sr_core", "precision": "auto",
-                             "tmpdir": tmpdir})
-
-    print(f"\nInference benchmark: {args.size}x{args.size} input, x{args.scale}, CPU fast bf16: {cpu_has_fast_bf16()}")
-    print(f"SRResNet weights: {eager.get('weights')}")
-    print(f"| {'method':<34} | {'seconds':>8} | {'out MP/s':>8} | {'peak RSS MB':>11} | {'speed-up':>8} | "
-          f"{'PSNR dB':>8} | {'dPSNR':>7} |")
-    print("|" + "|".join("-" * w for w in (36, 10, 10, 13, 10, 10, 9)) + "|")
-    for r in rows:
-        speed = f"{r['speedup']:.2f}x" if "speedup" in r else ""
-        p = f"{r['psnr']:.3f}" if "psnr" in r else ""
-        d = f"{r['psnr_delta']:+.3f}" if "psnr_delta" in r else ""
-        print(f"| {r['method']:<34} | {r['seconds']:8.3f} | {r['mp_per_s']:8.2f} | {r['peak_rss_mb']:11.0f} | "
-              f"{speed:>8} | {p:>8} | {d:>7} |")
-    if large:
-        print(f"\n2048x2048 x4 SRResNet ({large['dtype']}): {large['seconds']:.1f} s, "
-              f"peak RSS {large['peak_rss_mb']:.0f} MB (target < 3072 MB)")
-    if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "large": large}, indent=2))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = "bfloat16" if cpu_has_fast_bf16() else "float32"
+    results: dict = {"speed": speed_rows(args.sizes, args.repeat)}
+    results.update(conv_peak_gflops=conv_peak_gflops(dtype, args.repeat), dtype=dtype,
+                   flops_per_pixel=conv_flops_per_pixel())  # fmt: skip
+    if not args.skip_rss:
+        results["rss"] = rss_rows([512, 1024, 2048])
+    if not args.skip_folder:
+        results["folder"] = folder_row(args.folder_images, args.folder_size)
+    results["cuda"] = cuda_rows(args.repeat)
+    report(args, results)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,3 @@ def prepare_for_inference(model: nn.Module, device: torch.device, dtype: torch.d
     for p in fast.parameters():
         p.requires_grad_(False)
     return fast.to(device=device, dtype=dtype, memory_format=torch.channels_last)
-
-
-@torch.inference_mode()
-def run_model(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Forward a float [0,1] NCHW tensor through a prepared model; returns float32 on the input's device."""
-    param = next(model.parameters())
-    y = model(x.to(device=param.device, dtype=param.dtype, memory_format=torch.channels_last))
-    return y.float()

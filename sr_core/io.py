@@ -218,9 +218,7 @@ def _lab_to_rgb(image: Image.Image) -> Image.Image:
     except ValueError:
         from PIL import ImageCms
 
-        transform = ImageCms.buildTransform(
-            ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
-        )
+        transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
         return ImageCms.applyTransform(image, transform)
 
 
@@ -475,17 +473,30 @@ def _ensure_canonical(image: Image.Image) -> Image.Image:
     return image if image.mode in CANONICAL_MODES else _canonicalize(image, describe(image))
 
 
+def pixel_peak(mode: str) -> float:
+    """The largest pixel value of a canonical mode: 65535 for I;16, else 255."""
+    return 65535.0 if mode == "I;16" else 255.0
+
+
+def to_pixels(image: Image.Image) -> np.ndarray:
+    """The image's integer pixels as an HxWxC array (uint8, or uint16 for I;16), channels as in :func:`to_array`.
+
+    Images in other modes are first converted as :func:`load_image` would.
+    """
+    image = _ensure_canonical(image)
+    values = np.asarray(image)
+    if image.mode == "I;16":
+        values = values.astype(np.uint16, copy=False)
+    return values.reshape(image.height, image.width, _CHANNELS[image.mode])
+
+
 def to_array(image: Image.Image) -> np.ndarray:
     """Float32 HxWxC array in [0, 1]; C is 1 (L, I;16), 2 (LA), 3 (RGB) or 4 (RGBA). I;16 is divided by 65535.
 
     Images in other modes are first converted as :func:`load_image` would.
     """
     image = _ensure_canonical(image)
-    if image.mode == "I;16":
-        values = np.asarray(image).astype(np.float32) / np.float32(65535.0)
-    else:
-        values = np.asarray(image).astype(np.float32) / np.float32(255.0)
-    return values.reshape(image.height, image.width, _CHANNELS[image.mode])
+    return to_pixels(image).astype(np.float32) / np.float32(pixel_peak(image.mode))
 
 
 def from_array(array: np.ndarray, mode: str) -> Image.Image:
@@ -508,7 +519,7 @@ def from_array(array: np.ndarray, mode: str) -> Image.Image:
         raise SRError(f"array of shape {array.shape} has no pixels")
     if np.isnan(array).any():
         raise SRError("array contains NaN values")
-    peak, dtype = (65535.0, np.dtype("<u2")) if mode == "I;16" else (255.0, np.dtype(np.uint8))
+    peak, dtype = pixel_peak(mode), np.dtype("<u2") if mode == "I;16" else np.dtype(np.uint8)
     data = np.empty(array.shape, dtype=dtype)
     rows = max(1, _QUANTISE_BLOCK // max(1, array[0].size))
     for top in range(0, height, rows):  # row blocks keep float64 temporaries small for huge outputs
@@ -549,9 +560,7 @@ def _fit_mode_for_format(image: Image.Image, fmt: str) -> Image.Image:
     if image.mode == "I;16" and "I;16" not in allowed:
         image = _i16_to_l(image)
     if image.mode == "LA" and "LA" not in allowed:
-        image = (
-            image.convert("RGBA") if "RGBA" in allowed else _flatten(image, "L" if "L" in allowed else "RGB")
-        )
+        image = image.convert("RGBA") if "RGBA" in allowed else _flatten(image, "L" if "L" in allowed else "RGB")
     if image.mode == "RGBA" and "RGBA" not in allowed:
         image = _flatten(image, "RGB")
     if image.mode == "L" and "L" not in allowed:
@@ -579,13 +588,19 @@ def _exists_error(path: pathlib.Path) -> tuple[SRError, FileExistsError]:
 
 
 def save_image(
-    image: Image.Image, path: str | os.PathLike, *, overwrite: bool = True, quality: int | None = None
+    image: Image.Image,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = True,
+    quality: int | None = None,
+    png_compression: int | None = None,
 ) -> pathlib.Path:
     """Write ``image`` to ``path`` atomically (temp file in the same folder, then rename) and return the path.
 
     The format comes from the suffix. PNG and TIFF keep every canonical mode, 16-bit greyscale included;
     formats without alpha (JPEG, BMP) get the image composited over white; formats without 16-bit support get
-    it scaled to 8 bit. JPEG and WebP are written at ``quality`` (1-100, default 95; other formats ignore it).
+    it scaled to 8 bit. JPEG and WebP are written at ``quality`` (1-100, default 95; other formats ignore it), PNG
+    at zlib level ``png_compression`` (0-9, default Pillow's 6; 1 writes several times faster, files ~25% larger).
     Parent folders are created. With ``overwrite=False`` an existing file is never replaced (SRError caused by
     FileExistsError).
     """
@@ -593,6 +608,8 @@ def save_image(
         raise SRError(f"save_image expects a PIL image, got {describe(image)}")
     if quality is not None and (isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100):
         raise SRError(f"quality must be a whole number from 1 to 100, got {quality!r}")
+    if png_compression is not None and (isinstance(png_compression, bool) or png_compression not in range(10)):
+        raise SRError(f"png_compression must be a whole number from 0 to 9, got {png_compression!r}")
     target = pathlib.Path(path)
     fmt = _format_for(target)
     if target.is_dir():
@@ -610,6 +627,8 @@ def save_image(
     options = dict(_SAVE_OPTIONS.get(fmt, {}))
     if quality is not None and "quality" in options:
         options["quality"] = quality
+    if png_compression is not None and fmt == "PNG":
+        options["compress_level"] = png_compression
     icc = image.info.get("icc_profile")
     if icc and fmt in _ICC_FORMATS and _is_gray(prepared.mode) == _is_gray(image.mode):
         options["icc_profile"] = icc

@@ -112,6 +112,7 @@ def upscale_by(
     progress: ProgressCallback | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     weights_dir: str | os.PathLike | None = None,
+    memory_budget: int | None = None,
 ) -> Image.Image:
     """Upscale ``image`` by any factor from 1 to 8 (see the module docstring); options as in ``upscale()``."""
     info = get_method(method, weights_dir)
@@ -136,6 +137,7 @@ def upscale_by(
         progress=progress,
         max_pixels=None,
         weights_dir=weights_dir,
+        memory_budget=memory_budget,
     )
     return resize_to(native, size)
 

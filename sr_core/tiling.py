@@ -1,17 +1,32 @@
-"""Tiled inference: run a model on overlapping tiles so large images fit in bounded memory, without seams.
+"""Tiled inference: run a model on overlapping windows so large images fit in bounded memory, without seams.
 
 Each tile is cut with ``overlap`` pixels of real context on every side and only its centre is kept. When the
 overlap is at least the model's receptive radius the result equals a whole-image forward (to float rounding).
+
+:func:`iter_staged` sizes the windows from a memory budget instead, and gives each of a model's
+:class:`~sr_core.models.base.InferenceStage` steps its own windows: the body (cheap per pixel, wide receptive
+field) runs on large windows with little overlap overhead, the upsampler (memory-heavy, narrow receptive field) on
+small cache-friendly ones cut from the body's output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from .progress import ProgressCallback
+
+if TYPE_CHECKING:
+    from .models.base import InferenceStage
+
+MIN_PLANNED_TILE = 16
+"""No budget plans tiles smaller than this (per side): below it, overlap would dominate the work."""
+TAIL_WINDOW_BYTES = 48 << 20
+"""Working memory for one window of the last stage: small enough to stay in cache, large enough to amortise."""
 
 
 @dataclass(frozen=True)
@@ -28,36 +43,87 @@ class Tile:
     pad_right: int
 
 
-def _window(start: int, end: int, size: int, tile_size: int, overlap: int) -> tuple[int, int]:
-    """Context before and after [start, end): ``overlap`` each side, shifted inwards at the image borders so every
-    window has the same length (one shape for all tiles keeps oneDNN/cuDNN from building a kernel per shape)."""
-    length = min(size, tile_size + 2 * overlap)
-    first = max(0, min(start - overlap, size - length))
+def _window(start: int, end: int, lo: int, hi: int, tile_size: int, overlap: int) -> tuple[int, int]:
+    """Context before and after [start, end) within [lo, hi): ``overlap`` each side, shifted inwards at the bounds
+    so every window has the same length (one shape for all tiles keeps oneDNN/cuDNN from building a kernel per
+    shape)."""
+    length = min(hi - lo, tile_size + 2 * overlap)
+    first = max(lo, min(start - overlap, hi - length))
     return start - first, first + length - end
 
 
-def plan_tiles(height: int, width: int, tile_size: int, overlap: int) -> list[Tile]:
-    """Split an HxW image into tile_size squares (last row/column smaller), each with at least ``overlap`` pixels
-    of context wherever the image continues."""
-    if tile_size < 1:
+def _plan(
+    region: tuple[int, int, int, int], bounds: tuple[int, int, int, int], tile: tuple[int, int], overlap: int
+) -> list[Tile]:
+    """Tiles over ``region`` (y0, x0, y1, x1) whose context windows stay inside ``bounds`` (same layout)."""
+    ry0, rx0, ry1, rx1 = region
+    by0, bx0, by1, bx1 = bounds
+    tiles = []
+    for y0 in range(ry0, ry1, tile[0]):
+        for x0 in range(rx0, rx1, tile[1]):
+            y1, x1 = min(y0 + tile[0], ry1), min(x0 + tile[1], rx1)
+            top, bottom = _window(y0, y1, by0, by1, tile[0], overlap)
+            left, right = _window(x0, x1, bx0, bx1, tile[1], overlap)
+            tiles.append(Tile(y0, x0, y1, x1, top, left, bottom, right))
+    return tiles
+
+
+def plan_tiles(height: int, width: int, tile_size: int | tuple[int, int], overlap: int) -> list[Tile]:
+    """Split an HxW image into tiles of ``tile_size`` (a side, or (height, width); last row/column smaller),
+    each with at least ``overlap`` pixels of context wherever the image continues."""
+    tile = (tile_size, tile_size) if isinstance(tile_size, int) else tuple(tile_size)
+    if min(tile) < 1:
         raise ValueError(f"tile size must be positive, got {tile_size}")
     if overlap < 0:
         raise ValueError(f"tile overlap must be >= 0, got {overlap}")
-    tiles = []
-    for y0 in range(0, height, tile_size):
-        for x0 in range(0, width, tile_size):
-            y1, x1 = min(y0 + tile_size, height), min(x0 + tile_size, width)
-            top, bottom = _window(y0, y1, height, tile_size, overlap)
-            left, right = _window(x0, x1, width, tile_size, overlap)
-            tiles.append(Tile(y0, x0, y1, x1, top, left, bottom, right))
-    return tiles
+    return _plan((0, 0, height, width), (0, 0, height, width), (tile[0], tile[1]), overlap)
+
+
+def _even_split(length: int, count: int) -> int:
+    """The tile length that cuts ``length`` into ``count`` near-equal parts."""
+    return math.ceil(length / count)
+
+
+def plan_for_budget(height: int, width: int, overlap: int, bytes_per_pixel: float, budget: int) -> tuple[int, int]:
+    """(tile height, tile width) for an HxW input whose windows (tile plus ``overlap`` context) each fit ``budget``
+    bytes at ``bytes_per_pixel``, chosen to compute the fewest window pixels in all; the whole image when it fits.
+
+    A budget too small for any window still runs, in tiles of :data:`MIN_PLANNED_TILE` pixels.
+    """
+    smallest = (min(height, MIN_PLANNED_TILE), min(width, MIN_PLANNED_TILE))
+    max_area = max(1.0, budget / bytes_per_pixel)
+    if height * width <= max_area:
+        return height, width
+    best: tuple[float, tuple[int, int]] | None = None
+    for rows in range(1, math.ceil(height / smallest[0]) + 1):
+        tile_h = _even_split(height, rows)
+        window_h = min(height, tile_h + 2 * overlap)
+        if best is not None and rows * window_h * width >= best[0]:
+            break  # even one full-width column per row costs more from here on
+        max_window_w = int(max_area // window_h)
+        tile_w = width if max_window_w >= width else max_window_w - 2 * overlap
+        if tile_w >= smallest[1]:
+            tile_w = _even_split(width, math.ceil(width / tile_w))
+            cost = rows * math.ceil(width / tile_w) * window_h * min(width, tile_w + 2 * overlap)
+            if best is None or cost < best[0]:
+                best = (cost, (tile_h, tile_w))
+    return best[1] if best is not None else smallest
+
+
+def _crop(x: torch.Tensor, t: Tile) -> torch.Tensor:
+    return x[:, :, t.y0 - t.pad_top : t.y1 + t.pad_bottom, t.x0 - t.pad_left : t.x1 + t.pad_right]
+
+
+def _kept(out: torch.Tensor, t: Tile, scale: int) -> torch.Tensor:
+    top, left = t.pad_top * scale, t.pad_left * scale
+    return out[:, :, top : top + (t.y1 - t.y0) * scale, left : left + (t.x1 - t.x0) * scale]
 
 
 def iter_tiled(
     fn: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     scale: int,
-    tile_size: int,
+    tile_size: int | tuple[int, int],
     overlap: int,
     progress: ProgressCallback | None = None,
 ) -> Iterator[tuple[Tile, torch.Tensor]]:
@@ -65,30 +131,70 @@ def iter_tiled(
     _, _, height, width = x.shape
     tiles = plan_tiles(height, width, tile_size, overlap)
     for i, t in enumerate(tiles):
-        window = x[:, :, t.y0 - t.pad_top : t.y1 + t.pad_bottom, t.x0 - t.pad_left : t.x1 + t.pad_right]
-        out = fn(window)
-        h, w = (t.y1 - t.y0) * scale, (t.x1 - t.x0) * scale
-        top, left = t.pad_top * scale, t.pad_left * scale
-        yield t, out[:, :, top : top + h, left : left + w]
+        yield t, _kept(fn(_crop(x, t)), t, scale)
         if progress is not None:
             progress(i + 1, len(tiles))
 
 
-def tiled_forward(
-    fn: Callable[[torch.Tensor], torch.Tensor],
+def _staged_plan(
+    stages: Sequence[InferenceStage], height: int, width: int, budget: int, element_size: int
+) -> list[tuple[Tile, list[Tile]]]:
+    """Body windows over the image, each with the tail tiles (in image coordinates) that cover its kept part."""
+    body, tail = stages
+    tail_budget = min(budget // 4, TAIL_WINDOW_BYTES)
+    context = body.radius + tail.radius
+    body_tile = plan_for_budget(height, width, context, body.elements_per_pixel * element_size, budget - tail_budget)
+    plan = []
+    for outer in plan_tiles(height, width, body_tile, context):
+        # Tail windows draw on the body's output within tail.radius of the kept part (all of it exact there).
+        region = (outer.y0, outer.x0, outer.y1, outer.x1)
+        bounds = (
+            max(0, outer.y0 - tail.radius),
+            max(0, outer.x0 - tail.radius),
+            min(height, outer.y1 + tail.radius),
+            min(width, outer.x1 + tail.radius),
+        )
+        bytes_per_pixel = tail.elements_per_pixel * element_size
+        tail_tile = plan_for_budget(bounds[2] - bounds[0], bounds[3] - bounds[1], tail.radius, bytes_per_pixel,
+                                    tail_budget)  # fmt: skip
+        plan.append((outer, _plan(region, bounds, tail_tile, tail.radius)))
+    return plan
+
+
+def iter_staged(
+    stages: Sequence[InferenceStage],
     x: torch.Tensor,
-    scale: int,
-    tile_size: int,
-    overlap: int,
+    *,
+    budget: int,
+    element_size: int,
+    prepare: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
     progress: ProgressCallback | None = None,
-) -> torch.Tensor:
-    """Whole output (1, C_out, H*scale, W*scale) as float32 on CPU, assembled from tiles."""
-    out: torch.Tensor | None = None
-    for t, piece in iter_tiled(fn, x, scale, tile_size, overlap, progress):
-        if out is None:
-            out = torch.empty(
-                (1, piece.shape[1], x.shape[2] * scale, x.shape[3] * scale), dtype=torch.float32
-            )
-        out[:, :, t.y0 * scale : t.y1 * scale, t.x0 * scale : t.x1 * scale] = piece.float().cpu()
-    assert out is not None
-    return out
+) -> Iterator[tuple[Tile, torch.Tensor]]:
+    """Like :func:`iter_tiled` for a model given as stages, with windows sized to ``budget`` bytes of activations
+    (``element_size`` bytes per value). ``prepare`` puts each window on the model's device, dtype and layout.
+
+    One stage runs as plain tiles; two (a body at the input's resolution, then a tail) as described in the module
+    docstring. The output equals the whole-image forward.
+    """
+    _, _, height, width = x.shape
+    if len(stages) == 1:
+        (only,) = stages
+        tile = plan_for_budget(height, width, only.radius, only.elements_per_pixel * element_size, budget)
+        yield from iter_tiled(lambda w: only.forward(prepare(w)), x, only.scale, tile, only.radius, progress)
+        return
+    if len(stages) != 2 or stages[0].scale != 1:
+        raise ValueError("iter_staged runs one stage, or a body at the input's resolution followed by a tail")
+    tail = stages[1]
+    plan = _staged_plan(stages, height, width, budget, element_size)
+    total, done = sum(len(inner) for _, inner in plan), 0
+    for outer, inner in plan:
+        features = stages[0].forward(prepare(_crop(x, outer)))
+        fy, fx = outer.y0 - outer.pad_top, outer.x0 - outer.pad_left  # where the features start in the image
+        for t in inner:
+            window = features[:, :, t.y0 - t.pad_top - fy : t.y1 + t.pad_bottom - fy,
+                              t.x0 - t.pad_left - fx : t.x1 + t.pad_right - fx]  # fmt: skip
+            yield t, _kept(tail.forward(prepare(window)), t, tail.scale)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        del features

@@ -62,9 +62,7 @@ def test_bicubic_x4_writes_4x_image(tmp_path):
 def test_bad_files_named_skipped_and_exit_nonzero(tmp_path):
     make_inputs(tmp_path / "in")
     inputs = [str(tmp_path / "in" / n) for n in ("photo.png", "broken.png", "notes.txt", "grey.jpg")]
-    result = run_cli(
-        *inputs, "-o", str(tmp_path / "out"), "--method", "bicubic", "--scale", "2", cwd=tmp_path
-    )
+    result = run_cli(*inputs, "-o", str(tmp_path / "out"), "--method", "bicubic", "--scale", "2", cwd=tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "broken.png" in result.stderr and "notes.txt" in result.stderr
@@ -291,3 +289,18 @@ def test_python_m_sr_core_is_the_same_command_with_a_version(tmp_path):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert Image.open(tmp_path / "results" / "p_bicubic_x2.png").size == (40, 32)  # default folder: ./results
+
+
+def test_png_compression_and_memory_budget_flags(tmp_path):
+    make_inputs(tmp_path / "in")
+    src = str(tmp_path / "in" / "photo.png")
+    for level in ("0", "9"):
+        assert main([src, "-o", str(tmp_path / level), "--method", "bicubic", "--png-compression", level]) == 0
+    fast, small = (tmp_path / "0" / "photo_bicubic_x4.png"), (tmp_path / "9" / "photo_bicubic_x4.png")
+    assert np.array_equal(np.asarray(Image.open(fast)), np.asarray(Image.open(small)))
+    assert small.stat().st_size < fast.stat().st_size
+    assert main([src, "-o", str(tmp_path / "b"), "--method", "bicubic", "--memory-budget", "16"]) == 0
+    for flag, value in (("--png-compression", "10"), ("--memory-budget", "8")):
+        result = run_cli(src, "-o", str(tmp_path / "x"), flag, value, cwd=tmp_path)
+        assert result.returncode == 2 and "expected a whole number from" in result.stderr
+        assert not (tmp_path / "x").exists()

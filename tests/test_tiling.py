@@ -1,12 +1,31 @@
-"""Tiled inference equals a whole-image forward; BatchNorm folding keeps the function."""
+"""Tiled inference equals a whole-image forward; budget-sized staged windows too; the fused copy keeps the function."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 
-from sr_core.inference import prepare_for_inference, run_model
-from sr_core.tiling import plan_tiles, tiled_forward
+from sr_core.inference import prepare_for_inference
+from sr_core.models.srresnet import subpixel_conv
+from sr_core.tiling import iter_staged, iter_tiled, plan_for_budget, plan_tiles
+
+
+def tiled_forward(fn, x, scale, tile_size, overlap, progress=None):
+    """The tiles of iter_tiled pasted into one output (the assembly every caller does)."""
+    out = torch.full((1, 3, x.shape[2] * scale, x.shape[3] * scale), float("nan"))
+    for t, piece in iter_tiled(fn, x, scale, tile_size, overlap, progress):
+        out[:, :, t.y0 * scale : t.y1 * scale, t.x0 * scale : t.x1 * scale] = piece
+    return out
+
+
+def staged_forward(model, x, budget):
+    out = torch.full((1, 3, x.shape[2] * model.scale, x.shape[3] * model.scale), float("nan"))
+    for t, piece in iter_staged(model.inference_stages(), x, budget=budget, element_size=4):
+        out[:, :, t.y0 * model.scale : t.y1 * model.scale, t.x0 * model.scale : t.x1 * model.scale] = piece
+    return out
 
 
 @pytest.mark.parametrize("tile_size", [3, 16, 23, 64, 1000])
@@ -68,4 +87,83 @@ def test_folded_batchnorm_matches_eval_model(tiny_srresnet):
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-4)
     fast = prepare_for_inference(model, torch.device("cpu"), torch.float32)
-    torch.testing.assert_close(run_model(fast, x), model(x).detach(), atol=1e-5, rtol=1e-4)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x.contiguous(memory_format=torch.channels_last)), model(x).detach(),
+                                   atol=1e-5, rtol=1e-4)  # fmt: skip
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+@pytest.mark.parametrize("budget", [1 << 30, 300_000, 60_000, 1])
+def test_staged_windows_equal_the_whole_image_forward(tiny_srresnet, scale, budget):
+    model = tiny_srresnet(scale=scale, num_blocks=2, channels=8)
+    fused = model.fuse_for_inference()
+    x = torch.rand(1, 3, 53, 38, generator=torch.Generator().manual_seed(scale))
+    with torch.no_grad():
+        whole = model(x)
+        staged = staged_forward(fused, x, budget)
+    assert not torch.isnan(staged).any()  # every output pixel written
+    assert (staged - whole).abs().max().item() < 1e-4
+
+
+def test_stage_radii_cover_each_stage_reach(tiny_srresnet):
+    model = tiny_srresnet(scale=4, num_blocks=2, channels=4)
+    body, tail = model.inference_stages()
+    assert body.scale == 1 and tail.scale == 4 and body.radius + tail.radius >= model.receptive_radius()
+    with torch.no_grad():
+        for fn, channels, radius, scale in ((body.forward, 3, body.radius, 1), (tail.forward, 4, tail.radius, 4)):
+            base = torch.rand(1, channels, 40, 40)
+            bumped = base.clone()
+            bumped[:, :, 20, 20] += 1.0
+            diff = (fn(bumped) - fn(base)).abs().sum(dim=(0, 1))
+            rows = torch.nonzero(diff.sum(dim=1) > 0).flatten()
+            reach = max(20 * scale - rows.min().item(), rows.max().item() - 20 * scale) / scale
+            assert reach <= radius <= reach + 2
+
+
+def test_budget_plan_fits_the_budget_and_whole_image_when_it_fits():
+    assert plan_for_budget(100, 80, 10, 4.0, 100 * 80 * 4) == (100, 80)
+    for height, width, budget in ((512, 512, 50_000_000), (1024, 768, 20_000_000), (37, 900, 1_000_000)):
+        tile = plan_for_budget(height, width, 10, 100.0, budget)
+        tiles = plan_tiles(height, width, tile, 10)
+        covered = torch.zeros(height, width, dtype=torch.int32)
+        for t in tiles:
+            window = (t.y1 + t.pad_bottom - t.y0 + t.pad_top) * (t.x1 + t.pad_right - t.x0 + t.pad_left)
+            assert window * 100.0 <= budget
+            covered[t.y0 : t.y1, t.x0 : t.x1] += 1
+        assert torch.all(covered == 1)
+        # near-equal tiles: no thin last row or column of windows that would be mostly overlap
+        assert {t.y1 - t.y0 for t in tiles} <= {tile[0], tile[0] - 1} or len({t.y0 for t in tiles}) == 1
+    assert plan_for_budget(300, 300, 10, 100.0, 1) == (16, 16)  # never below the smallest planned tile
+
+
+def test_budget_plan_computes_little_more_than_the_image():
+    """With room for a third of the image per window, the plan should not compute much more than the image."""
+    height = width = 1024
+    tile = plan_for_budget(height, width, 41, 1.0, height * width // 3)
+    tiles = plan_tiles(height, width, tile, 41)
+    computed = sum((t.y1 + t.pad_bottom - t.y0 + t.pad_top) * (t.x1 + t.pad_right - t.x0 + t.pad_left) for t in tiles)
+    assert computed / (height * width) < 1.35
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5, 9])
+@pytest.mark.parametrize("r", [2, 3])
+def test_subpixel_conv_equals_conv_after_pixel_shuffle(kernel, r):
+    torch.manual_seed(kernel * r)
+    conv = torch.nn.Conv2d(4, 3, kernel, padding=kernel // 2).double()
+    x = torch.rand(2, 4 * r * r, 7, 6, dtype=torch.float64)
+    with torch.no_grad():
+        expected = F.conv2d(F.pixel_shuffle(x, r), conv.weight, conv.bias, padding=kernel // 2)
+        folded = subpixel_conv(conv, r)
+        assert folded.kernel_size[0] == 2 * math.ceil((kernel // 2) / r) + 1
+        torch.testing.assert_close(F.pixel_shuffle(folded(x), r), expected)
+    with pytest.raises(ValueError, match="odd square"):
+        subpixel_conv(torch.nn.Conv2d(4, 3, 2), r)
+
+
+def test_staged_progress_counts_every_tail_window(tiny_srresnet):
+    model = tiny_srresnet(scale=2).fuse_for_inference()
+    calls = []
+    with torch.no_grad():
+        pieces = list(iter_staged(model.inference_stages(), torch.rand(1, 3, 40, 50), budget=200_000, element_size=4,
+                                  progress=lambda d, t: calls.append((d, t))))  # fmt: skip
+    assert len(pieces) > 1 and calls == [(i, len(pieces)) for i in range(1, len(pieces) + 1)]

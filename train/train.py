@@ -50,7 +50,7 @@ from sr_core.inference import prepare_for_inference
 from sr_core.io import from_array, to_array
 from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss, feature_matching_loss
 from sr_core.models import WEIGHTS_NAME, Discriminator, SRModel, build_model, load_pretrained
-from sr_core.pipeline import DEFAULT_TILE_SIZE, model_forward_array
+from sr_core.pipeline import model_forward_array
 from sr_core.registry import get_method, load_model
 from train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, swap_in
 from train.config import Config, ConfigError, HubConfig, dump_config, load_config
@@ -383,9 +383,7 @@ def make_upscaler(model: nn.Module, device: torch.device) -> Callable[[Image.Ima
     scale = model.scale  # type: ignore[attr-defined]
 
     def upscaler(lr: Image.Image) -> Image.Image:
-        out = model_forward_array(
-            net, to_array(lr)[..., :3], scale, tile_size=DEFAULT_TILE_SIZE, overlap=net.receptive_radius()
-        )  # type: ignore[operator]
+        out = model_forward_array(net, to_array(lr)[..., :3], scale)
         return from_array(out, "RGB")
 
     return upscaler

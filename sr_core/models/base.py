@@ -45,6 +45,21 @@ ARCHITECTURES: dict[str, type[HubModel]] = {}
 M = TypeVar("M", bound="HubModel")
 
 
+@dataclasses.dataclass(frozen=True)
+class InferenceStage:
+    """One step of an upscaler's forward that tiled inference may run on windows of its own.
+
+    ``scale``: output pixels per input pixel (per side); ``radius``: input pixels of context each output pixel
+    depends on (per side); ``elements_per_pixel``: peak live activation values per input pixel, from which tiling
+    sizes its windows to a memory budget.
+    """
+
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    scale: int
+    radius: int
+    elements_per_pixel: int
+
+
 def register_architecture(name: str) -> Callable[[type[M]], type[M]]:
     """Class decorator: register an architecture under ``name`` (the ``"architecture"`` of its config.json)."""
 
@@ -275,6 +290,14 @@ class SRModel(HubModel, abc.ABC, pipeline_tag=PIPELINE_TAG, tags=["super-resolut
 
         The copy has ``fused = True`` and cannot be saved; the original is left untouched.
         """
+
+    def inference_stages(self) -> tuple[InferenceStage, ...]:
+        """The forward as consecutive stages, so tiling can give each its own window size (for a network whose
+        cheap-per-pixel part has a wide receptive field and whose memory-heavy part a narrow one).
+
+        The default is one stage, the whole forward, with a conservative memory estimate; architectures override it.
+        """
+        return (InferenceStage(self, self.scale, self.receptive_radius(), 256 * self.scale**2),)
 
 
 def build_model(config: Mapping[str, Any]) -> HubModel:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .base import SRModel, register_architecture
+from .base import InferenceStage, SRModel, register_architecture
 
 SCALES = (2, 4, 8)
 
@@ -50,10 +50,16 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
 
-    def fuse(self) -> None:
-        """Fold both BatchNorms into their convolutions, in place (eval mode)."""
-        self.conv1, self.bn1 = _fused(self.conv1, self.bn1), nn.Identity()
-        self.conv2, self.bn2 = _fused(self.conv2, self.bn2), nn.Identity()
+
+class FusedResidualBlock(nn.Module):
+    """Inference form of :class:`ResidualBlock` (BatchNorm folded, skip added in place, no autograd)."""
+
+    def __init__(self, block: ResidualBlock) -> None:
+        super().__init__()
+        self.conv1, self.act, self.conv2 = _fused(block.conv1, block.bn1), block.act, _fused(block.conv2, block.bn2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.act(self.conv1(x))).add_(x)
 
 
 class UpsampleStage(nn.Module):
@@ -67,6 +73,59 @@ class UpsampleStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.shuffle(self.conv(x)))
+
+
+class SubPixelExit(nn.Module):
+    """The last upsampling stage and the output convolution, computed before the last pixel shuffle.
+
+    PReLU commutes with the shuffle (its weights repeated per sub-pixel), and a KxK convolution on the shuffled
+    image equals a convolution of about K/2 on the unshuffled one with one output channel per (colour, sub-pixel):
+    so only the small 3-channel result is shuffled, never the 64-channel full-resolution features. Same function,
+    about a third less time for the upsampler on CPU.
+    """
+
+    def __init__(self, stage: UpsampleStage, exit_conv: nn.Conv2d) -> None:
+        super().__init__()
+        r = stage.shuffle.upscale_factor
+        self.conv = stage.conv
+        w = stage.act.weight
+        self.act = nn.PReLU(stage.conv.out_channels, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            self.act.weight.copy_(stage.act.weight.repeat_interleave(r * r))
+        self.exit = subpixel_conv(exit_conv, r)
+        self.shuffle = nn.PixelShuffle(r)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.exit(self.act(self.conv(x))))
+
+
+def subpixel_conv(conv: nn.Conv2d, r: int) -> nn.Conv2d:
+    """The convolution on a pixel-unshuffled (factor ``r``) input whose pixel-shuffled output equals ``conv`` applied
+    to the shuffled input (odd square kernel, stride 1, same padding)."""
+    out_c, in_c, k, _ = conv.weight.shape
+    if conv.kernel_size != (k, k) or k % 2 == 0 or conv.stride != (1, 1) or conv.padding != (k // 2, k // 2):
+        raise ValueError(f"subpixel_conv needs an odd square same-padding stride-1 convolution, got {conv}")
+    p = k // 2
+    half = (p + r - 1) // r  # unshuffled taps each side: offsets -half..half cover -p..p at full resolution
+    taps = 2 * half + 1
+    weight = conv.weight.new_zeros(out_c * r * r, in_c * r * r, taps, taps)
+    for q in range(r):  # output sub-pixel row, column
+        for s in range(r):
+            for a in range(r):  # input sub-pixel row, column
+                for b in range(r):
+                    for m in range(-half, half + 1):
+                        for n in range(-half, half + 1):
+                            dy, dx = r * m + a - q, r * n + b - s
+                            if abs(dy) <= p and abs(dx) <= p:
+                                weight[q * r + s :: r * r, a * r + b :: r * r, m + half, n + half] = conv.weight[
+                                    :, :, dy + p, dx + p
+                                ]
+    w = conv.weight
+    folded = nn.Conv2d(in_c * r * r, out_c * r * r, taps, padding=half, device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        folded.weight.copy_(weight)
+        folded.bias.copy_(conv.bias.repeat_interleave(r * r))  # type: ignore[union-attr]
+    return folded
 
 
 @register_architecture("SRResNet")
@@ -103,15 +162,39 @@ class SRResNet(SRModel, tags=["srresnet"], paper_url="https://arxiv.org/abs/1609
         return math.ceil(radius) + 1
 
     def fuse_for_inference(self) -> SRResNet:
-        """An eval-mode copy with every BatchNorm folded into the convolution before it (same function)."""
+        """An eval-mode copy computing the same function faster: every BatchNorm folded into the convolution before
+        it, residual skips added in place, and the output convolution moved before the last pixel shuffle."""
         fused = copy.deepcopy(self).eval()
-        for block in fused.trunk:
-            block.fuse()
+        fused.trunk = nn.Sequential(*(FusedResidualBlock(block) for block in fused.trunk))
         fused.trunk_conv, fused.trunk_bn = _fused(fused.trunk_conv, fused.trunk_bn), nn.Identity()
+        *stages, last = fused.upsampler
+        fused.upsampler = nn.Sequential(*stages, SubPixelExit(last, fused.exit))
+        fused.exit = nn.Identity()  # type: ignore[assignment]
         fused.fused = True
         return fused
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def inference_stages(self) -> tuple[InferenceStage, ...]:
+        """Body (features and residual trunk at input resolution: most of the compute, a wide receptive field) and
+        tail (upsampler and output conv: most of the memory, a receptive field of a few input pixels)."""
+        c = self.config
+        stages = int(math.log2(c.scale))
+        body_radius = 4 + 2 * c.num_blocks + 1
+        tail_radius = math.ceil(sum(1 / 2**i for i in range(stages)) + 4 / c.scale) + 1
+        body_elements = 5 * c.channels  # measured peak: 3.9 (features, block input, two activations)
+        tail_elements = 9 * c.channels * 4 ** (stages - 1) + 2 * c.in_channels * c.scale**2
+        return (
+            InferenceStage(self.features, 1, body_radius, body_elements),
+            InferenceStage(self.reconstruct, c.scale, tail_radius, tail_elements),
+        )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Input-resolution features: the entry convolution plus the residual trunk."""
         features = self.entry(x)
-        trunk = self.trunk_bn(self.trunk_conv(self.trunk(features)))
-        return self.exit(self.upsampler(features + trunk))
+        return features + self.trunk_bn(self.trunk_conv(self.trunk(features)))
+
+    def reconstruct(self, features: torch.Tensor) -> torch.Tensor:
+        """The upscaled image from :meth:`features`."""
+        return self.exit(self.upsampler(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reconstruct(self.features(x))

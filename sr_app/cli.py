@@ -184,8 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from sr_core.cli import quiet_hub_logging
+    from sr_core.devices import keep_freed_cpu_memory
 
     quiet_hub_logging()
+    keep_freed_cpu_memory()
     from .training import training_problem, training_tabs
 
     problem = model_problem(args.model, args.weights_dir) or training_problem(args.enable_training, args.training_root)

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__
 from .constants import IMAGE_SUFFIXES
-from .devices import PRECISIONS
+from .devices import PRECISIONS, keep_freed_cpu_memory
 from .errors import SRError
 from .hub import is_hub_id
 from .outscale import MAX_OUTSCALE, MIN_OUTSCALE, check_outscale, plan_outscale, scale_tag
@@ -287,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .registry import get_method
 
     quiet_hub_logging()
+    keep_freed_cpu_memory()
     try:
         method = get_method(args.method, args.weights_dir)
         if args.outscale is None:

@@ -14,7 +14,12 @@ import torch
 from PIL import Image
 
 from .classical import upscale_array
-from .devices import MIN_MEMORY_BUDGET, default_memory_budget, resolve_device, resolve_precision
+from .devices import (
+    MIN_MEMORY_BUDGET,
+    default_memory_budget,
+    resolve_device,
+    resolve_precision,
+)
 from .errors import UnsupportedScaleError
 from .inference import prepare_for_inference
 from .io import DEFAULT_MAX_PIXELS, from_array, load_image, pixel_peak, to_array, to_pixels

@@ -2,6 +2,13 @@
 
     python bench/train_throughput.py                          # full-size models, CPU (and CUDA when present)
     python bench/train_throughput.py --num-blocks 4 --channels 32 --batch-size 4 --steps 2   # quick look
+    python bench/train_throughput.py --recipes --mixed-precision bf16   # earlier recipe against today's
+
+``--recipes`` runs stage 1 under the earlier best recipe (bf16 autocast, channels_last, the upsampler then the
+9x9 output conv as the paper draws it, glibc's default allocator behaviour) and today's (the same plus the output
+conv moved before the last pixel shuffle, ``subpixel_tail``, and ``keep_freed_cpu_memory``), each in its own
+process, interleaved in pairs; it prints both rates, their ratio, the loss of each after the same patches from the
+same start, and the top operators of today's step.
 
 The model steps run the trainer's own ``Trainer.step`` on synthetic uint8 batches (so they measure compute only);
 stage 2 includes the discriminator and the VGG19 content loss (random VGG weights: same cost as ImageNet ones).
@@ -98,6 +105,116 @@ def bench_stage(stage: str, device: str, args: argparse.Namespace) -> tuple[floa
     return args.batch_size / seconds, seconds * 1000
 
 
+def textbook_reconstruct(self, features: torch.Tensor) -> torch.Tensor:
+    """SRResNet's upsampler, then its output conv at full resolution: the earlier recipe's layer order."""
+    return self.exit(self.upsampler(features))
+
+
+def recipe_worker(args: argparse.Namespace) -> dict:
+    """Stage-1 patches/s and the loss curve of a short run from a fixed start, under ``args.worker``'s recipe."""
+    from sr_core.models import SRResNet
+
+    if args.worker == "earlier":
+        SRResNet.reconstruct = textbook_reconstruct  # type: ignore[method-assign]
+    rate, ms = bench_stage("srresnet", "cpu", args)
+    losses = loss_curve(args)
+    result = {"recipe": args.worker, "patches_per_s": rate, "ms_per_step": ms, "losses": losses}
+    if args.worker == "today":
+        result["profile"] = profile_step(args)
+    return result
+
+
+def _trainer(args: argparse.Namespace) -> Trainer:
+    overrides = [
+        "train.stage=srresnet", f"model.scale={args.scale}", f"model.num_blocks={args.num_blocks}",
+        f"model.channels={args.channels}", f"data.patch_size={args.patch_size}", f"data.batch_size={args.batch_size}",
+        "data.train_dir=unused", "validate_every=0", f"mixed_precision={args.mixed_precision}", "train.lr=2e-4",
+    ]  # fmt: skip
+    trainer = Trainer(load_config(None, overrides), Accelerator(cpu=True, mixed_precision=args.mixed_precision))
+    trainer.prepare()
+    return trainer
+
+
+def _smooth_batches(args: argparse.Namespace, count: int) -> list[dict]:
+    """Fixed, learnable batches (smooth patterns, LR by area downscaling), the same in every process."""
+    rng = torch.Generator().manual_seed(1)
+    batches = []
+    for _ in range(count):
+        hr = torch.nn.functional.interpolate(torch.rand(args.batch_size, 3, 12, 12, generator=rng),
+                                             size=args.patch_size, mode="bicubic").clamp(0, 1)  # fmt: skip
+        lr = torch.nn.functional.avg_pool2d(hr, args.scale)
+        batches.append({"hr": (hr * 255).round().to(torch.uint8), "lr": (lr * 255).round().to(torch.uint8)})
+    return batches
+
+
+def loss_curve(args: argparse.Namespace) -> list[float]:
+    """The pixel loss of ``args.loss_steps`` steps from seed 0 on the fixed batches."""
+    try:
+        torch.manual_seed(0)
+        trainer = _trainer(args)
+        batches = _smooth_batches(args, 4)
+        return [float(trainer.step(batches[i % len(batches)])[0]) for i in range(args.loss_steps)]
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+
+
+def profile_step(args: argparse.Namespace) -> list[tuple[str, float]]:
+    """(operator, share of self CPU time) of the top operators over two stage-1 steps."""
+    from torch.profiler import profile
+
+    try:
+        trainer = _trainer(args)
+        batch = _smooth_batches(args, 1)[0]
+        trainer.step(batch)
+        with profile() as prof:
+            for _ in range(2):
+                trainer.step(batch)
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [(e.key, e.self_cpu_time_total / total) for e in events[:8]]
+
+
+def compare_recipes(args: argparse.Namespace, argv: list[str]) -> None:
+    """Earlier and today's recipes in their own processes, interleaved; prints the table, ratio, losses, profile."""
+    import statistics
+    import subprocess
+
+    results: dict[str, list[dict]] = {"earlier": [], "today": []}
+    for _ in range(args.pairs):
+        for recipe in ("earlier", "today"):
+            env = dict(__import__("os").environ)
+            if recipe == "earlier":
+                env["SR_STUDIO_NO_MALLOC_TUNING"] = "1"
+            out = subprocess.run([sys.executable, __file__, *argv, "--worker", recipe], env=env, check=True,
+                                 capture_output=True, text=True).stdout  # fmt: skip
+            results[recipe].append(json.loads(out.strip().splitlines()[-1]))
+    pairs = zip(results["earlier"], results["today"], strict=True)
+    ratios = [today["patches_per_s"] / earlier["patches_per_s"] for earlier, today in pairs]
+    print("\n| stage 1 recipe | patches/s (median) | each pair | loss after the same patches |")
+    print("| --- | ---: | --- | ---: |")
+    for recipe, label in (("earlier", "earlier best: bf16 + channels_last"),
+                          ("today", "today: + sub-pixel output conv + freed-memory reuse")):  # fmt: skip
+        rates = [r["patches_per_s"] for r in results[recipe]]
+        tail = results[recipe][0]["losses"][-5:]
+        print(
+            f"| {label} | {statistics.median(rates):.1f} | {', '.join(f'{r:.1f}' for r in rates)} | "
+            f"{sum(tail) / len(tail):.5f} |"
+        )
+    print(
+        f"\ntoday / earlier: {statistics.median(ratios):.2f}x (median of {len(ratios)} pairs: "
+        f"{', '.join(f'{r:.2f}' for r in ratios)})"
+    )
+    print("today's step, top operators by self CPU time:")
+    for name, share in results["today"][0]["profile"]:
+        print(f"  {100 * share:5.1f}%  {name}")
+    if args.json:
+        args.json.write_text(json.dumps({"recipes": results, "ratios": ratios}, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -116,7 +233,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers to try")
     parser.add_argument("--data-batches", type=int, default=20)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    parser.add_argument("--recipes", action="store_true", help="compare the earlier and today's stage-1 recipes")
+    parser.add_argument("--pairs", type=int, default=3, help="interleaved process pairs for --recipes")
+    parser.add_argument("--loss-steps", type=int, default=30, help="steps of the equal-loss check for --recipes")
+    parser.add_argument("--worker", choices=["earlier", "today"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(recipe_worker(args)))
+        return 0
+    if args.recipes:
+        raw = list(sys.argv[1:] if argv is None else argv)
+        compare_recipes(args, [a for a in raw if a not in ("--recipes",)])
+        return 0
     stages = args.stages.split(",")
     devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else [args.device]
     devices = ["cpu" if d == "auto" else d for d in devices]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sr_core.inference import prepare_for_inference
-from sr_core.models.srresnet import subpixel_conv
+from sr_core.models.srresnet import subpixel_weight
 from sr_core.tiling import iter_staged, iter_tiled, plan_for_budget, plan_tiles
 
 
@@ -147,17 +147,34 @@ def test_budget_plan_computes_little_more_than_the_image():
 
 @pytest.mark.parametrize("kernel", [1, 3, 5, 9])
 @pytest.mark.parametrize("r", [2, 3])
-def test_subpixel_conv_equals_conv_after_pixel_shuffle(kernel, r):
+def test_subpixel_weight_equals_conv_after_pixel_shuffle_with_the_same_gradients(kernel, r):
     torch.manual_seed(kernel * r)
-    conv = torch.nn.Conv2d(4, 3, kernel, padding=kernel // 2).double()
+    weight = torch.randn(3, 4, kernel, kernel, dtype=torch.float64, requires_grad=True)
     x = torch.rand(2, 4 * r * r, 7, 6, dtype=torch.float64)
-    with torch.no_grad():
-        expected = F.conv2d(F.pixel_shuffle(x, r), conv.weight, conv.bias, padding=kernel // 2)
-        folded = subpixel_conv(conv, r)
-        assert folded.kernel_size[0] == 2 * math.ceil((kernel // 2) / r) + 1
-        torch.testing.assert_close(F.pixel_shuffle(folded(x), r), expected)
+    expected = F.conv2d(F.pixel_shuffle(x, r), weight, padding=kernel // 2)
+    folded = subpixel_weight(weight, r)
+    assert folded.shape[-1] == 2 * math.ceil((kernel // 2) / r) + 1
+    got = F.pixel_shuffle(F.conv2d(x, folded, padding=(folded.shape[-1] - 1) // 2), r)
+    torch.testing.assert_close(got, expected)
+    (grad_expected,) = torch.autograd.grad((expected * expected.detach()).sum(), weight)
+    (grad_got,) = torch.autograd.grad((got * expected.detach()).sum(), weight)
+    torch.testing.assert_close(grad_got, grad_expected)
     with pytest.raises(ValueError, match="odd square"):
-        subpixel_conv(torch.nn.Conv2d(4, 3, 2), r)
+        subpixel_weight(torch.zeros(3, 4, 2, 2), r)
+
+
+def test_srresnet_forward_equals_the_textbook_layer_order(tiny_srresnet):
+    """upsampler then exit conv, as the paper draws it, against the model's sub-pixel tail (values and gradients)."""
+    model = tiny_srresnet(scale=4, num_blocks=1, channels=8).double().train()
+    x = torch.rand(2, 3, 9, 7, dtype=torch.float64)
+    textbook = model.exit(model.upsampler(model.features(x)))
+    ours = model(x)
+    torch.testing.assert_close(ours, textbook)
+    params = [p for p in model.parameters()]
+    g_ours = torch.autograd.grad(ours.square().sum(), params)
+    g_book = torch.autograd.grad(model.exit(model.upsampler(model.features(x))).square().sum(), params)
+    for a, b in zip(g_ours, g_book, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_staged_progress_counts_every_tail_window(tiny_srresnet):

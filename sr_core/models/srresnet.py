@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import functools
+import itertools
 import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -75,57 +78,47 @@ class UpsampleStage(nn.Module):
         return self.act(self.shuffle(self.conv(x)))
 
 
-class SubPixelExit(nn.Module):
-    """The last upsampling stage and the output convolution, computed before the last pixel shuffle.
+def subpixel_weight(weight: torch.Tensor, r: int) -> torch.Tensor:
+    """For an odd KxK same-padding kernel ``weight`` (out, in, K, K): the kernel on the pixel-unshuffled input
+    (factor ``r``) whose pixel-shuffled output equals the convolution of the shuffled input; padding = (taps - 1) / 2.
 
-    PReLU commutes with the shuffle (its weights repeated per sub-pixel), and a KxK convolution on the shuffled
-    image equals a convolution of about K/2 on the unshuffled one with one output channel per (colour, sub-pixel):
-    so only the small 3-channel result is shuffled, never the 64-channel full-resolution features. Same function,
-    about a third less time for the upsampler on CPU.
+    One output channel per (output channel, sub-pixel), ceil(K/2r)*2+1 taps. A gather from ``weight``, so gradients
+    flow to the original parameters: training and inference both use it, with the parameters unchanged.
     """
-
-    def __init__(self, stage: UpsampleStage, exit_conv: nn.Conv2d) -> None:
-        super().__init__()
-        r = stage.shuffle.upscale_factor
-        self.conv = stage.conv
-        w = stage.act.weight
-        self.act = nn.PReLU(stage.conv.out_channels, device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            self.act.weight.copy_(stage.act.weight.repeat_interleave(r * r))
-        self.exit = subpixel_conv(exit_conv, r)
-        self.shuffle = nn.PixelShuffle(r)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shuffle(self.exit(self.act(self.conv(x))))
+    out_c, in_c, k, k2 = weight.shape
+    if k != k2 or k % 2 == 0:
+        raise ValueError(f"subpixel_weight needs an odd square kernel, got {tuple(weight.shape)}")
+    flat = torch.cat([weight.flatten(2), weight.new_zeros(out_c, in_c, 1)], dim=2)  # last entry: a zero tap
+    picked = flat[:, :, _subpixel_taps(k, r, str(weight.device))]  # (out, in, r*r, r*r, taps, taps)
+    taps = picked.shape[-1]
+    return picked.permute(0, 2, 1, 3, 4, 5).reshape(out_c * r * r, in_c * r * r, taps, taps)
 
 
-def subpixel_conv(conv: nn.Conv2d, r: int) -> nn.Conv2d:
-    """The convolution on a pixel-unshuffled (factor ``r``) input whose pixel-shuffled output equals ``conv`` applied
-    to the shuffled input (odd square kernel, stride 1, same padding)."""
-    out_c, in_c, k, _ = conv.weight.shape
-    if conv.kernel_size != (k, k) or k % 2 == 0 or conv.stride != (1, 1) or conv.padding != (k // 2, k // 2):
-        raise ValueError(f"subpixel_conv needs an odd square same-padding stride-1 convolution, got {conv}")
+@functools.cache
+def _subpixel_taps(k: int, r: int, device: str) -> torch.Tensor:
+    """Index into a flattened KxK kernel (K*K = the zero tap) for each (out sub-pixel, in sub-pixel, tap, tap)."""
     p = k // 2
     half = (p + r - 1) // r  # unshuffled taps each side: offsets -half..half cover -p..p at full resolution
     taps = 2 * half + 1
-    weight = conv.weight.new_zeros(out_c * r * r, in_c * r * r, taps, taps)
-    for q in range(r):  # output sub-pixel row, column
-        for s in range(r):
-            for a in range(r):  # input sub-pixel row, column
-                for b in range(r):
-                    for m in range(-half, half + 1):
-                        for n in range(-half, half + 1):
-                            dy, dx = r * m + a - q, r * n + b - s
-                            if abs(dy) <= p and abs(dx) <= p:
-                                weight[q * r + s :: r * r, a * r + b :: r * r, m + half, n + half] = conv.weight[
-                                    :, :, dy + p, dx + p
-                                ]
-    w = conv.weight
-    folded = nn.Conv2d(in_c * r * r, out_c * r * r, taps, padding=half, device=w.device, dtype=w.dtype)
-    with torch.no_grad():
-        folded.weight.copy_(weight)
-        folded.bias.copy_(conv.bias.repeat_interleave(r * r))  # type: ignore[union-attr]
-    return folded
+    index = torch.full((r * r, r * r, taps, taps), k * k, dtype=torch.long)
+    for q, s, a, b in itertools.product(range(r), repeat=4):  # output sub-pixel (q, s), input sub-pixel (a, b)
+        for m, n in itertools.product(range(-half, half + 1), repeat=2):
+            dy, dx = r * m + a - q, r * n + b - s
+            if abs(dy) <= p and abs(dx) <= p:
+                index[q * r + s, a * r + b, m + half, n + half] = (dy + p) * k + dx + p
+    return index.to(device)
+
+
+def subpixel_tail(stage: UpsampleStage, exit_conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``exit_conv(stage(x))`` computed before the stage's pixel shuffle: PReLU commutes with the shuffle (weights
+    repeated per sub-pixel) and the output convolution becomes :func:`subpixel_weight`'s, so only the 3-channel
+    result is shuffled, never the 64-channel full-resolution features. Same function and parameters; on CPU the
+    exit runs ~2.4x faster and the largest pixel shuffle disappears."""
+    r = stage.shuffle.upscale_factor
+    y = F.prelu(stage.conv(x), stage.act.weight.repeat_interleave(r * r))
+    weight = subpixel_weight(exit_conv.weight, r)
+    bias = exit_conv.bias.repeat_interleave(r * r) if exit_conv.bias is not None else None
+    return F.pixel_shuffle(F.conv2d(y, weight, bias, padding=(weight.shape[-1] - 1) // 2), r)
 
 
 @register_architecture("SRResNet")
@@ -163,13 +156,10 @@ class SRResNet(SRModel, tags=["srresnet"], paper_url="https://arxiv.org/abs/1609
 
     def fuse_for_inference(self) -> SRResNet:
         """An eval-mode copy computing the same function faster: every BatchNorm folded into the convolution before
-        it, residual skips added in place, and the output convolution moved before the last pixel shuffle."""
+        it and residual skips added in place."""
         fused = copy.deepcopy(self).eval()
         fused.trunk = nn.Sequential(*(FusedResidualBlock(block) for block in fused.trunk))
         fused.trunk_conv, fused.trunk_bn = _fused(fused.trunk_conv, fused.trunk_bn), nn.Identity()
-        *stages, last = fused.upsampler
-        fused.upsampler = nn.Sequential(*stages, SubPixelExit(last, fused.exit))
-        fused.exit = nn.Identity()  # type: ignore[assignment]
         fused.fused = True
         return fused
 
@@ -193,8 +183,11 @@ class SRResNet(SRModel, tags=["srresnet"], paper_url="https://arxiv.org/abs/1609
         return features + self.trunk_bn(self.trunk_conv(self.trunk(features)))
 
     def reconstruct(self, features: torch.Tensor) -> torch.Tensor:
-        """The upscaled image from :meth:`features`."""
-        return self.exit(self.upsampler(features))
+        """The upscaled image from :meth:`features` (the output conv runs before the last shuffle: subpixel_tail)."""
+        *stages, last = self.upsampler
+        for stage in stages:
+            features = stage(features)
+        return subpixel_tail(last, self.exit, features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reconstruct(self.features(x))

@@ -184,3 +184,13 @@ def test_staged_progress_counts_every_tail_window(tiny_srresnet):
         pieces = list(iter_staged(model.inference_stages(), torch.rand(1, 3, 40, 50), budget=200_000, element_size=4,
                                   progress=lambda d, t: calls.append((d, t))))  # fmt: skip
     assert len(pieces) > 1 and calls == [(i, len(pieces)) for i in range(1, len(pieces) + 1)]
+
+
+def test_training_works_after_inference_in_the_same_process(tiny_srresnet):
+    """The sub-pixel kernel index is cached; one first built under inference_mode must not poison autograd."""
+    model = tiny_srresnet(scale=2, num_blocks=1, channels=4)
+    with torch.inference_mode():
+        model(torch.rand(1, 3, 8, 8))
+    model.train()
+    model(torch.rand(2, 3, 8, 8)).square().mean().backward()
+    assert model.exit.weight.grad is not None and model.exit.weight.grad.abs().sum() > 0

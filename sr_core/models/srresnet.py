@@ -8,6 +8,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -89,24 +90,26 @@ def subpixel_weight(weight: torch.Tensor, r: int) -> torch.Tensor:
     if k != k2 or k % 2 == 0:
         raise ValueError(f"subpixel_weight needs an odd square kernel, got {tuple(weight.shape)}")
     flat = torch.cat([weight.flatten(2), weight.new_zeros(out_c, in_c, 1)], dim=2)  # last entry: a zero tap
-    picked = flat[:, :, _subpixel_taps(k, r, str(weight.device))]  # (out, in, r*r, r*r, taps, taps)
+    index = torch.tensor(_subpixel_taps(k, r), device=weight.device)  # a fresh tensor: usable in any grad mode
+    picked = flat[:, :, index]  # (out, in, r*r, r*r, taps, taps)
     taps = picked.shape[-1]
     return picked.permute(0, 2, 1, 3, 4, 5).reshape(out_c * r * r, in_c * r * r, taps, taps)
 
 
 @functools.cache
-def _subpixel_taps(k: int, r: int, device: str) -> torch.Tensor:
+def _subpixel_taps(k: int, r: int) -> np.ndarray:
     """Index into a flattened KxK kernel (K*K = the zero tap) for each (out sub-pixel, in sub-pixel, tap, tap)."""
     p = k // 2
     half = (p + r - 1) // r  # unshuffled taps each side: offsets -half..half cover -p..p at full resolution
     taps = 2 * half + 1
-    index = torch.full((r * r, r * r, taps, taps), k * k, dtype=torch.long)
+    index = np.full((r * r, r * r, taps, taps), k * k, dtype=np.int64)
     for q, s, a, b in itertools.product(range(r), repeat=4):  # output sub-pixel (q, s), input sub-pixel (a, b)
         for m, n in itertools.product(range(-half, half + 1), repeat=2):
             dy, dx = r * m + a - q, r * n + b - s
             if abs(dy) <= p and abs(dx) <= p:
                 index[q * r + s, a * r + b, m + half, n + half] = (dy + p) * k + dx + p
-    return index.to(device)
+    index.setflags(write=False)
+    return index
 
 
 def subpixel_tail(stage: UpsampleStage, exit_conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:

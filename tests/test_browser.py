@@ -134,11 +134,13 @@ def test_upload_method_slider_psnr(page, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "app_screenshot.png"), full_page=True)
 
-    # Metrics follow the method live once a result exists: no second click needed.
+    # Metrics follow the method live once a result exists: no second click needed. The old value is read before
+    # the switch: a fast method's re-run can finish before the dropdown settles.
+    lanczos_psnr = number(page, "psnr")
     choose_method(page, "Nearest neighbour")
     page.wait_for_function(
         "old => { const v = document.querySelector('#psnr input').value; return v !== '' && v !== old; }",
-        arg=number(page, "psnr"),
+        arg=lanczos_psnr,
     )
     wait_for_summary(page, "Nearest neighbour")
     assert float(number(page, "psnr")) < psnr  # pixel repetition is worse than Lanczos on a photo

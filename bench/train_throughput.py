@@ -19,10 +19,12 @@ the model rows shows whether loading is the bottleneck.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -66,8 +68,18 @@ def bench_data(folder: Path, patch: int, scale: int, batch: int, workers: int, b
     return count / (time.perf_counter() - start)
 
 
-def bench_stage(stage: str, device: str, args: argparse.Namespace) -> tuple[float, float]:
-    """(patches/s, ms/step) of ``Trainer.step`` for a stage on a device."""
+@contextlib.contextmanager
+def fresh_accelerate() -> Iterator[None]:
+    """Reset Accelerate's process-wide state afterwards, so the next Trainer in this process starts clean."""
+    try:
+        yield
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+
+
+def make_trainer(stage: str, device: str, args: argparse.Namespace, extra: Sequence[str] = ()) -> Trainer:
+    """A prepared ``Trainer`` for a stage at the benchmark's sizes (``extra``: more config overrides)."""
     overrides = [
         f"train.stage={stage}", f"model.scale={args.scale}", f"model.num_blocks={args.num_blocks}",
         f"model.channels={args.channels}", f"model.d_channels={args.d_channels}", f"data.patch_size={args.patch_size}",
@@ -77,10 +89,16 @@ def bench_stage(stage: str, device: str, args: argparse.Namespace) -> tuple[floa
     if stage == "srgan":
         overrides += ["loss.pixel_weight=0", "loss.content_weight=1", "loss.vgg_weights=random",
                       "loss.adversarial_weight=0.001", "loss.vgg_feature_scale=0.0784"]  # fmt: skip
-    config = load_config(None, overrides)
-    try:
-        trainer = Trainer(config, Accelerator(cpu=device == "cpu", mixed_precision=args.mixed_precision))
-        trainer.prepare()
+    config = load_config(None, [*overrides, *extra])
+    trainer = Trainer(config, Accelerator(cpu=device == "cpu", mixed_precision=args.mixed_precision))
+    trainer.prepare()
+    return trainer
+
+
+def bench_stage(stage: str, device: str, args: argparse.Namespace) -> tuple[float, float]:
+    """(patches/s, ms/step) of ``Trainer.step`` for a stage on a device."""
+    with fresh_accelerate():
+        trainer = make_trainer(stage, device, args)
         rng = torch.Generator().manual_seed(0)
         lr_side = args.patch_size // args.scale
         batch = {
@@ -99,9 +117,6 @@ def bench_stage(stage: str, device: str, args: argparse.Namespace) -> tuple[floa
         if device == "cuda":
             torch.cuda.synchronize()
         seconds = (time.perf_counter() - start) / args.steps
-    finally:
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
     return args.batch_size / seconds, seconds * 1000
 
 
@@ -124,17 +139,6 @@ def recipe_worker(args: argparse.Namespace) -> dict:
     return result
 
 
-def _trainer(args: argparse.Namespace) -> Trainer:
-    overrides = [
-        "train.stage=srresnet", f"model.scale={args.scale}", f"model.num_blocks={args.num_blocks}",
-        f"model.channels={args.channels}", f"data.patch_size={args.patch_size}", f"data.batch_size={args.batch_size}",
-        "data.train_dir=unused", "validate_every=0", f"mixed_precision={args.mixed_precision}", "train.lr=2e-4",
-    ]  # fmt: skip
-    trainer = Trainer(load_config(None, overrides), Accelerator(cpu=True, mixed_precision=args.mixed_precision))
-    trainer.prepare()
-    return trainer
-
-
 def _smooth_batches(args: argparse.Namespace, count: int) -> list[dict]:
     """Fixed, learnable batches (smooth patterns, LR by area downscaling), the same in every process."""
     rng = torch.Generator().manual_seed(1)
@@ -149,30 +153,24 @@ def _smooth_batches(args: argparse.Namespace, count: int) -> list[dict]:
 
 def loss_curve(args: argparse.Namespace) -> list[float]:
     """The pixel loss of ``args.loss_steps`` steps from seed 0 on the fixed batches."""
-    try:
+    with fresh_accelerate():
         torch.manual_seed(0)
-        trainer = _trainer(args)
+        trainer = make_trainer("srresnet", "cpu", args, ["train.lr=2e-4"])
         batches = _smooth_batches(args, 4)
         return [float(trainer.step(batches[i % len(batches)])[0]) for i in range(args.loss_steps)]
-    finally:
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
 
 
 def profile_step(args: argparse.Namespace) -> list[tuple[str, float]]:
     """(operator, share of self CPU time) of the top operators over two stage-1 steps."""
     from torch.profiler import profile
 
-    try:
-        trainer = _trainer(args)
+    with fresh_accelerate():
+        trainer = make_trainer("srresnet", "cpu", args, ["train.lr=2e-4"])
         batch = _smooth_batches(args, 1)[0]
         trainer.step(batch)
         with profile() as prof:
             for _ in range(2):
                 trainer.step(batch)
-    finally:
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     return [(e.key, e.self_cpu_time_total / total) for e in events[:8]]

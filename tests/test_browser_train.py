@@ -14,23 +14,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from browser_env import ARTIFACTS, PHOTO, REPO, launch_chromium, require_browser
 from PIL import Image
 from train_helpers import train_tab_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path(os.environ.get("SR_STUDIO_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = REPO / "test-artifacts"
-PHOTO = REPO / "examples" / "astronaut.png"  # 256x256
 TIMEOUT_MS = 240_000
-
-if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
-pytest.importorskip("gradio")
+sync_api = require_browser()
 
 DOCS_SHOT = REPO / "docs" / "train_tab.png"
 STEPS = 5000
@@ -60,7 +51,7 @@ def served(tmp_path_factory):
 def page(served):
     url, _ = served
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(url)

@@ -153,6 +153,7 @@ def _staged_plan(
     tail_budget = min(budget // 4, TAIL_WINDOW_BYTES)
     context = body.radius + tail.radius
     body_tile = plan_for_budget(height, width, context, body.elements_per_pixel * element_size, budget - tail_budget)
+    tail_bytes_per_pixel = tail.elements_per_pixel * element_size
     plan = []
     for outer in plan_tiles(height, width, body_tile, context):
         # Tail windows draw on the body's output within tail.radius of the kept part (all of it exact there).
@@ -163,8 +164,7 @@ def _staged_plan(
             min(height, outer.y1 + tail.radius),
             min(width, outer.x1 + tail.radius),
         )
-        bytes_per_pixel = tail.elements_per_pixel * element_size
-        tail_tile = plan_for_budget(bounds[2] - bounds[0], bounds[3] - bounds[1], tail.radius, bytes_per_pixel,
+        tail_tile = plan_for_budget(bounds[2] - bounds[0], bounds[3] - bounds[1], tail.radius, tail_bytes_per_pixel,
                                     tail_budget)  # fmt: skip
         plan.append((outer, _plan(region, bounds, tail_tile, tail.radius)))
     return plan

@@ -44,6 +44,26 @@ DEFAULT_MAX_FILE_SIZE = "20mb"
 OUTPUT_MAX_AGE_S = 3600.0
 
 
+class AddedMethods:
+    """Model methods added while the app runs (the Training tab's "Use in Upscale"), in the order added.
+
+    Thread-safe: every request of an app instance reads the one set its :class:`AppConfig` holds."""
+
+    def __init__(self) -> None:
+        self._names: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, name: str) -> None:
+        """Offer ``name`` (a save_pretrained() folder or Hub id) from now on; adding it again changes nothing."""
+        with self._lock:
+            if name not in self._names:
+                self._names.append(name)
+
+    def names(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(self._names)
+
+
 @dataclass(frozen=True)
 class AppConfig:
     """Settings shared by every request: where weights live, which device, and the size limits."""
@@ -60,6 +80,8 @@ class AppConfig:
     rating_images: str | None = None
     models: tuple[str, ...] = ()
     """Extra model methods of this app instance: Hugging Face Hub ids ``user/name`` or save_pretrained() folders."""
+    added: AddedMethods = field(default_factory=AddedMethods, compare=False, repr=False)
+    """Models added at run time (not a setting: starts empty for every app instance)."""
 
     def __post_init__(self) -> None:
         if self.max_pixels < 1 or self.max_output_pixels < 1:
@@ -122,10 +144,12 @@ HEADERS = ["method", "PSNR (dB)", "SSIM", "seconds"]
 
 
 def methods(config: AppConfig) -> list[MethodInfo]:
-    """The methods this app offers: sr_core's registry for the weights folder, plus the configured extra models."""
+    """The methods this app offers: sr_core's registry for the weights folder, the configured extra models, then
+    the models added while the app runs."""
     offered = sr_core.available_methods(config.weights_dir)
     names = {m.name for m in offered}
-    return offered + [sr_core.get_method(m, config.weights_dir) for m in config.models if m not in names]
+    extra = dict.fromkeys(m for m in (*config.models, *config.added.names()) if m not in names)
+    return offered + [sr_core.get_method(m, config.weights_dir) for m in extra]
 
 
 def find_method(name: str, config: AppConfig) -> MethodInfo:

@@ -191,21 +191,31 @@ def _run_request(
 
 @dataclass(frozen=True)
 class _Menu:
-    """The methods on offer, looked up by name, and the one selected at first."""
+    """The methods on offer when the page was built, looked up by name, and the one selected at first; methods
+    added while the app runs (the Training tab's "Use in Upscale") are found through ``config``."""
 
     offered: list[MethodInfo]
     by_name: dict[str, MethodInfo]
     default: str
+    config: AppConfig
 
     @classmethod
-    def of(cls, offered: list[MethodInfo]) -> _Menu:
-        """The menu of ``offered`` (bicubic selected at first when offered)."""
+    def of(cls, config: AppConfig) -> _Menu:
+        """The menu of ``config``'s methods (bicubic selected at first when offered)."""
+        offered = handlers.methods(config)
         by_name = {m.name: m for m in offered}
-        return cls(offered, by_name, "bicubic" if "bicubic" in by_name else offered[0].name)
+        return cls(offered, by_name, "bicubic" if "bicubic" in by_name else offered[0].name, config)
+
+    def info(self, name: object) -> MethodInfo | None:
+        """The offered method called ``name``, including one added since the page was built; None if unknown."""
+        known = self.by_name.get(name) if isinstance(name, str) else None
+        if known is not None or not isinstance(name, str):
+            return known
+        return next((m for m in handlers.methods(self.config) if m.name == name), None)
 
     def scale_choices(self, name: str) -> list[tuple[str, int]]:
         """(label, scale) pairs of method ``name`` (every offered scale for an unknown name)."""
-        info = self.by_name.get(name)
+        info = self.info(name)
         scales = info.scales if info else sorted({s for m in self.offered for s in m.scales})
         return [(f"x{s}", s) for s in scales]
 
@@ -268,7 +278,7 @@ def _live_fn(config: AppConfig, menu: _Menu, upscale: Callable[..., tuple[Any, .
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[Any, ...]:
         skip = tuple(gr.skip() for _ in range(6))
-        if image is None or not last or not _runnable(menu.by_name.get(method), scale, outscale):
+        if image is None or not last or not _runnable(menu.info(method), scale, outscale):
             return skip
         image_path, _ = _file(image)
         reference_path, reference_name = _file(reference)
@@ -348,7 +358,7 @@ def _method_fn(menu: _Menu) -> Callable[[str, Any], tuple[Any, Any]]:
     """On a new method: its scales (keeping the current one where possible) and its description."""
 
     def on_method(name: str, scale: Any) -> tuple[Any, Any]:
-        info = menu.by_name.get(name)
+        info = menu.info(name)
         if info is None:
             return gr.skip(), gr.skip()
         value = handlers.pick_scale(info.scales, scale)
@@ -633,7 +643,7 @@ def _wire_live(
 def build_demo(config: AppConfig | None = None, *, extra_tabs: Sequence[TabBuilder] = ()) -> gr.Blocks:
     """Build the SR Studio Blocks (not launched). ``extra_tabs`` add tabs after the built-in ones."""
     config = config or AppConfig()
-    menu = _Menu.of(handlers.methods(config))
+    menu = _Menu.of(config)
     with gr.Blocks(title="SR Studio", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)
         last = gr.State(None)

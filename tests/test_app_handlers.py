@@ -313,3 +313,28 @@ def test_live_rerun_gate_uses_the_same_scale_parser():
     for bad in (True, 4.7, "4.7", "abc", 3):
         assert not _runnable(info, bad, None), bad
     assert not _runnable(None, 4, None) and not _runnable(info, 4, 9)
+
+
+def test_a_model_added_while_the_app_runs_is_offered_with_its_own_scales(tmp_path, config):
+    """The Training tab's "Use in Upscale" adds a model: the method list, its scales and the live re-run follow it."""
+    from sr_app.training.export import offer_method
+    from sr_app.ui import _live_fn, _Menu, _method_fn
+    from sr_core.models import SRResNet
+
+    SRResNet(scale=2, num_blocks=1, channels=8).save_pretrained(tmp_path / "my-run")
+    menu = _Menu.of(config)
+    info = offer_method(config, tmp_path / "my-run")
+    assert menu.info(info.name) is not None and info.name not in menu.by_name  # added after the page was built
+    offer_method(config, tmp_path / "my-run")
+    assert [m.name for m in handlers.methods(config)].count(info.name) == 1
+
+    radio, help_text = _method_fn(menu)(info.name, 4)
+    assert radio.choices == [("x2", 2)] and radio.value == 2 and "x2" in help_text
+
+    calls = []
+    live = _live_fn(config, menu, lambda *args: calls.append(args) or ("ran",))
+    image = tmp_path / "in.png"
+    Image.fromarray(gradient(16, 12)).save(image)
+    assert live(str(image), info.name, 2, None, False, 0, "bicubic", None, {"key": None, "png": ""}) == ("ran",)
+    assert calls[0][1] == info.name
+    assert AppConfig(output_dir=config.output_dir).added.names() == ()  # each app instance starts with none

@@ -49,16 +49,12 @@ def snapshot(folder: Path) -> Path:
 
 
 def offer_method(config: AppConfig, model: Path) -> MethodInfo:
-    """Make the model folder ``model`` one of this app's methods (``AppConfig.models``); returns its method.
-
-    ``AppConfig`` is frozen and has no hook for methods added while the app runs, so the tuple is replaced in
-    place: every handler of this app instance holds this same config object and sees the new method."""
+    """Make the model folder ``model`` one of this app's methods (``AppConfig.added``); returns its method."""
     try:
         info = get_method(str(model), config.weights_dir)
     except SRError as exc:
         raise RunError(f"The run's model cannot be used: {exc}") from exc
-    if info.name not in config.models:
-        object.__setattr__(config, "models", (*config.models, info.name))
+    config.added.add(info.name)
     return info
 
 

@@ -37,7 +37,8 @@ class DegradationConfig:
     """Ranges and probabilities of the two-round pipeline (defaults: Real-ESRGAN x4plus).
 
     Ranges are ``[low, high]`` drawn uniformly; probabilities are in [0, 1]. ``*_prob`` keys without a round
-    suffix apply to round 1, ``*2`` keys to round 2. Noise sigmas are on the 0-255 scale.
+    suffix apply to round 1, ``*2`` keys to round 2; ``resize_mode_prob`` weighs the filters of every resize.
+    Noise sigmas are on the 0-255 scale.
     """
 
     clean_prob: float = 0.0
@@ -51,6 +52,7 @@ class DegradationConfig:
     sinc_prob: float = 0.1
     resize_prob: list[float] = field(default_factory=lambda: [0.2, 0.7, 0.1])
     resize_range: list[float] = field(default_factory=lambda: [0.15, 1.5])
+    resize_mode_prob: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # area, bilinear, bicubic
     gaussian_noise_prob: float = 0.5
     noise_range: list[float] = field(default_factory=lambda: [1.0, 30.0])
     poisson_scale_range: list[float] = field(default_factory=lambda: [0.05, 3.0])
@@ -81,7 +83,7 @@ class DegradationConfig:
             value = getattr(self, f.name)
             if f.name.endswith("_prob") and isinstance(value, float):
                 _require(0.0 <= value <= 1.0, f.name, f"must be in [0, 1], got {value}")
-            elif f.name in ("resize_prob", "resize_prob2", "kernel_prob"):
+            elif f.name in ("resize_prob", "resize_prob2", "kernel_prob", "resize_mode_prob"):
                 continue
             elif isinstance(value, list) and f.name != "kernel_list":
                 _require(len(value) == 2 and value[0] <= value[1], f.name, f"must be [low, high], got {value}")
@@ -89,6 +91,12 @@ class DegradationConfig:
         for key in ("resize_prob", "resize_prob2"):
             probs = getattr(self, key)
             _require(len(probs) == 3 and min(probs) >= 0 and sum(probs) > 0, key, "must be 3 weights (up, down, keep)")
+        modes = self.resize_mode_prob
+        _require(
+            len(modes) == len(RESIZE_MODES) and min(modes) >= 0 and sum(modes) > 0,
+            "resize_mode_prob",
+            f"must be {len(RESIZE_MODES)} weights ({', '.join(RESIZE_MODES)})",
+        )
         unknown = [k for k in self.kernel_list if k not in KERNEL_TYPES]
         _require(not unknown, "kernel_list", f"unknown kernel types {unknown}; known: {', '.join(KERNEL_TYPES)}")
         _require(
@@ -275,9 +283,16 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- pipeline
 
 
+def _resize_mode(rng: np.random.Generator, weights: list[float]) -> str:
+    """One of :data:`RESIZE_MODES`, drawn by ``weights`` (Real-ESRGAN draws them evenly)."""
+    p = np.asarray(weights, dtype=np.float64)
+    return RESIZE_MODES[int(rng.choice(len(RESIZE_MODES), p=p / p.sum()))]
+
+
 def _random_resize(
-    image: np.ndarray, rng: np.random.Generator, probs: list[float], bounds: list[float], base: tuple[int, int]
-) -> np.ndarray:
+    image: np.ndarray, rng: np.random.Generator, probs: list[float], bounds: list[float], base: tuple[int, int],
+    mode_weights: list[float],
+) -> np.ndarray:  # fmt: skip
     """Up, down or keep (by ``probs``) relative to ``base`` = (width, height), with a random filter.
 
     Up draws the factor from [max(low, 1), high], down from [low, min(high, 1)]: Real-ESRGAN's rule for ranges
@@ -290,7 +305,7 @@ def _random_resize(
         factor = float(rng.uniform(min(bounds[0], 1.0), min(bounds[1], 1.0)))
     else:
         factor = 1.0
-    mode = RESIZE_MODES[int(rng.integers(len(RESIZE_MODES)))]
+    mode = _resize_mode(rng, mode_weights)
     size = (max(1, round(base[0] * factor)), max(1, round(base[1] * factor)))
     return resize(image, size, mode)
 
@@ -313,7 +328,7 @@ def _first_round(image: np.ndarray, rng: np.random.Generator, c: DegradationConf
     height, width = image.shape[:2]
     if rng.random() < c.blur_prob:
         image = blur(image, random_kernel(rng, c, c.blur_sigma, c.sinc_prob))
-    image = _random_resize(image, rng, c.resize_prob, c.resize_range, (width, height))
+    image = _random_resize(image, rng, c.resize_prob, c.resize_range, (width, height), c.resize_mode_prob)
     if rng.random() < c.noise_prob:
         image = _random_noise(
             image, rng, c.gaussian_noise_prob, c.noise_range, c.poisson_scale_range, c.gray_noise_prob
@@ -326,7 +341,7 @@ def _first_round(image: np.ndarray, rng: np.random.Generator, c: DegradationConf
 def _second_round(image: np.ndarray, rng: np.random.Generator, c: DegradationConfig, lr: tuple[int, int]) -> np.ndarray:
     if rng.random() < c.second_blur_prob:
         image = blur(image, random_kernel(rng, c, c.blur_sigma2, c.sinc_prob2))
-    image = _random_resize(image, rng, c.resize_prob2, c.resize_range2, lr)
+    image = _random_resize(image, rng, c.resize_prob2, c.resize_range2, lr, c.resize_mode_prob)
     if rng.random() < c.noise_prob2:
         image = _random_noise(
             image, rng, c.gaussian_noise_prob2, c.noise_range2, c.poisson_scale_range2, c.gray_noise_prob2
@@ -338,7 +353,7 @@ def _final_step(image: np.ndarray, rng: np.random.Generator, c: DegradationConfi
     """Resize to the LR size, sinc and JPEG; in either order (resize+sinc then JPEG, or JPEG then resize+sinc)."""
     size = _kernel_size(rng, c.kernel_sizes)
     kernel = sinc_kernel(size, _sinc_cutoff(rng, size)) if rng.random() < c.final_sinc_prob else None
-    mode = RESIZE_MODES[int(rng.integers(len(RESIZE_MODES)))]
+    mode = _resize_mode(rng, c.resize_mode_prob)
     use_jpeg = bool(rng.random() < c.final_jpeg_prob)
     quality = int(rng.integers(int(c.jpeg_range2[0]), int(c.jpeg_range2[1]) + 1))
 

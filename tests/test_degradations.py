@@ -71,8 +71,23 @@ def test_clean_prob_one_gives_the_bicubic_downscale(photo):
 def test_a_fixed_down_range_resizes_straight_to_that_factor(photo):
     image = dg.to_float(photo)
     for seed in range(5):
-        out = dg._random_resize(image, np.random.default_rng(seed), [0.0, 1.0, 0.0], [0.25, 0.25], (96, 96))
+        out = dg._random_resize(
+            image, np.random.default_rng(seed), [0.0, 1.0, 0.0], [0.25, 0.25], (96, 96), [1.0, 1.0, 1.0]
+        )
         assert out.shape == (24, 24, 3)
+
+
+def test_resize_mode_weights_pick_the_filter(photo):
+    image = dg.to_float(photo[:96, :96])
+    red = Image.fromarray(image[:, :, 0])
+    for mode, pil_filter in (("area", Image.BOX), ("bicubic", Image.BICUBIC)):
+        weights = [1.0 if m == mode else 0.0 for m in dg.RESIZE_MODES]
+        for seed in range(4):
+            rng = np.random.default_rng(seed)
+            out = dg._random_resize(image, rng, [0.0, 1.0, 0.0], [0.25, 0.25], (96, 96), weights)
+            np.testing.assert_array_equal(out[:, :, 0], np.asarray(red.resize((24, 24), pil_filter)))
+    draws = [dg._resize_mode(np.random.default_rng(s), [1.0, 0.0, 3.0]) for s in range(400)]
+    assert "bilinear" not in draws and 0.65 < draws.count("bicubic") / len(draws) < 0.85
 
 
 def test_size_not_a_multiple_of_the_scale_is_refused(photo):
@@ -89,6 +104,8 @@ def test_config_validation_names_the_key():
         DegradationConfig(kernel_list=["box"], kernel_prob=[1.0]).validate()
     with pytest.raises(ValueError, match="jpeg_range"):
         DegradationConfig(jpeg_range=[0.0, 120.0]).validate()
+    with pytest.raises(ValueError, match="resize_mode_prob"):
+        DegradationConfig(resize_mode_prob=[0.0, 0.0, 0.0]).validate()
     DegradationConfig().validate()
 
 

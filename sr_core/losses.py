@@ -1,4 +1,5 @@
-"""Training losses: pixel (MSE/L1), VGG19 content, adversarial (BCE-with-logits) and discriminator feature matching."""
+"""Training losses: pixel (MSE/L1), VGG19 content, adversarial (vanilla, relativistic or hinge), discriminator
+feature matching, and the artefact-map loss of LDL (Liang et al. 2022)."""
 
 from __future__ import annotations
 
@@ -120,19 +121,87 @@ class VGGContentLoss(nn.Module):
         return F.mse_loss(self._embed(sr), target)
 
 
+GAN_TYPES = ("vanilla", "relativistic", "hinge")
+
+
+def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
 class AdversarialLoss(nn.Module):
-    """Binary cross-entropy on discriminator logits, for both players."""
+    """The adversarial objective of both players, on raw discriminator logits.
+
+    ``vanilla``: binary cross-entropy, real -> 1 and fake -> 0 (the SRGAN paper). ``relativistic``: the relativistic
+    average GAN of ESRGAN (Wang et al. 2018): each side's logits are judged against the other side's mean, and the
+    generator's loss uses the real logits too, so it learns from real images as well as from fakes. ``hinge``:
+    ``relu(1 - real) + relu(1 + fake)`` for the discriminator and ``-fake`` for the generator.
+    """
+
+    def __init__(self, kind: str = "vanilla") -> None:
+        super().__init__()
+        if kind not in GAN_TYPES:
+            raise ValueError(f"GAN loss must be one of {GAN_TYPES}, got {kind!r}")
+        self.kind = kind
+
+    @property
+    def needs_real_logits(self) -> bool:
+        """Whether :meth:`generator_loss` needs the discriminator's logits on real images."""
+        return self.kind == "relativistic"
 
     def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-        real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-        fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-        return real + fake
+        real_logits, fake_logits = real_logits.float(), fake_logits.float()
+        if self.kind == "hinge":
+            return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+        if self.kind == "relativistic":
+            real_vs_fake = real_logits - fake_logits.mean()
+            fake_vs_real = fake_logits - real_logits.mean()
+            return (_bce(real_vs_fake, 1.0) + _bce(fake_vs_real, 0.0)) / 2
+        return _bce(real_logits, 1.0) + _bce(fake_logits, 0.0)
 
-    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    def generator_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
+        fake_logits = fake_logits.float()
+        if self.kind == "hinge":
+            return -fake_logits.mean()
+        if self.kind == "relativistic":
+            if real_logits is None:
+                raise ValueError("the relativistic generator loss needs the discriminator's logits on real images")
+            real_logits = real_logits.detach().float()
+            return (_bce(real_logits - fake_logits.mean(), 0.0) + _bce(fake_logits - real_logits.mean(), 1.0)) / 2
+        return _bce(fake_logits, 1.0)
 
-    def forward(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        return self.generator_loss(fake_logits)
+    def forward(self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generator_loss(fake_logits, real_logits)
+
+
+def local_variance(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """Unbiased variance of each ``kernel`` x ``kernel`` neighbourhood of a (N, 1, H, W) map (reflect borders)."""
+    pad = kernel // 2
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    mean = F.avg_pool2d(padded, kernel, stride=1)
+    mean_sq = F.avg_pool2d(padded * padded, kernel, stride=1)
+    n = kernel * kernel
+    return (mean_sq - mean * mean).clamp_min(0) * (n / (n - 1))
+
+
+def artifact_map(sr: torch.Tensor, hr: torch.Tensor, sr_ema: torch.Tensor, kernel: int = 7) -> torch.Tensor:
+    """LDL's refined artefact map (N, 1, H, W): where the residual |HR - SR| is locally noisy (its local variance,
+    times the patch's residual variance to the 1/5) and worse than the EMA generator's there; zero elsewhere.
+
+    Artefacts (halos, ringing, false stripes) are noisy, unstable residuals; realistic texture the EMA model also
+    produces is left alone. Constant: no gradient flows through the map.
+    """
+    with torch.no_grad():
+        residual = (hr - sr).abs().sum(1, keepdim=True).float()
+        residual_ema = (hr - sr_ema).abs().sum(1, keepdim=True).float()
+        patch_weight = residual.var(dim=(1, 2, 3), keepdim=True) ** 0.2
+        weight = patch_weight * local_variance(residual, kernel)
+        return weight.masked_fill(residual < residual_ema, 0.0)
+
+
+def artifact_loss(sr: torch.Tensor, hr: torch.Tensor, sr_ema: torch.Tensor, kernel: int = 7) -> torch.Tensor:
+    """L1 between SR and HR weighted by :func:`artifact_map`: pushes the generator off its artefacts only."""
+    weight = artifact_map(sr, hr, sr_ema, kernel)
+    return F.l1_loss(weight * sr.float(), weight * hr.float())
 
 
 def feature_matching_loss(discriminator: nn.Module, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:

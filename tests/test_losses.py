@@ -9,7 +9,15 @@ import torch
 from safetensors.torch import save_file
 
 from sr_core.errors import OfflineError, WeightsError
-from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss, feature_matching_loss
+from sr_core.losses import (
+    AdversarialLoss,
+    PixelLoss,
+    VGGContentLoss,
+    artifact_loss,
+    artifact_map,
+    feature_matching_loss,
+    local_variance,
+)
 from sr_core.models import Discriminator, SRResNet
 
 
@@ -32,6 +40,67 @@ def test_adversarial_loss_is_binary_cross_entropy():
     expected_d = sum(bce(x, 1) for x in (2.0, -1.0)) / 2 + sum(bce(x, 0) for x in (0.5, -3.0)) / 2
     assert adv.discriminator_loss(real, fake).item() == pytest.approx(expected_d, rel=1e-5)
     assert adv.generator_loss(fake).item() == pytest.approx((bce(0.5, 1) + bce(-3.0, 1)) / 2, rel=1e-5)
+
+
+def _bce(logit: float, target: float) -> float:
+    p = 1 / (1 + math.exp(-logit))
+    return -(target * math.log(p) + (1 - target) * math.log(1 - p))
+
+
+def test_relativistic_average_loss_judges_each_side_against_the_others_mean():
+    real, fake = [2.0, -1.0, 0.5], [0.5, -3.0, 1.0]
+    mean_real, mean_fake = sum(real) / 3, sum(fake) / 3
+    adv = AdversarialLoss("relativistic")
+    r, f = torch.tensor(real)[:, None], torch.tensor(fake)[:, None]
+    d = (sum(_bce(x - mean_fake, 1) for x in real) / 3 + sum(_bce(x - mean_real, 0) for x in fake) / 3) / 2
+    g = (sum(_bce(x - mean_fake, 0) for x in real) / 3 + sum(_bce(x - mean_real, 1) for x in fake) / 3) / 2
+    assert adv.discriminator_loss(r, f).item() == pytest.approx(d, rel=1e-5)
+    assert adv.generator_loss(f, r).item() == pytest.approx(g, rel=1e-5)
+    assert adv.needs_real_logits and not AdversarialLoss().needs_real_logits
+    with pytest.raises(ValueError, match="logits on real images"):
+        adv.generator_loss(f)
+    fake_param = f.clone().requires_grad_(True)
+    real_param = r.clone().requires_grad_(True)
+    adv.generator_loss(fake_param, real_param).backward()
+    assert fake_param.grad is not None and real_param.grad is None  # real logits are constants for the generator
+
+
+def test_hinge_loss_matches_its_formula_and_unknown_kinds_are_refused():
+    real, fake = [2.0, 0.5, -1.0], [0.5, -3.0, -0.2]
+    adv = AdversarialLoss("hinge")
+    expected = sum(max(0.0, 1 - x) for x in real) / 3 + sum(max(0.0, 1 + x) for x in fake) / 3
+    r, f = torch.tensor(real)[:, None], torch.tensor(fake)[:, None]
+    assert adv.discriminator_loss(r, f).item() == pytest.approx(expected, rel=1e-6)
+    assert adv.generator_loss(f).item() == pytest.approx(-sum(fake) / 3, rel=1e-6)
+    with pytest.raises(ValueError, match="GAN loss must be one of"):
+        AdversarialLoss("wasserstein")
+
+
+def test_local_variance_matches_the_variance_of_each_neighbourhood():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 9, 11, dtype=torch.float64)
+    padded = torch.nn.functional.pad(x, (3, 3, 3, 3), mode="reflect")
+    patches = padded.unfold(2, 7, 1).unfold(3, 7, 1)  # (N, 1, H, W, 7, 7)
+    expected = patches.reshape(*patches.shape[:4], 49).var(dim=-1, unbiased=True)
+    torch.testing.assert_close(local_variance(x, 7), expected)
+
+
+def test_artifact_map_marks_noisy_residuals_worse_than_the_ema_models_only():
+    torch.manual_seed(0)
+    hr = torch.rand(1, 3, 16, 16, dtype=torch.float64)
+    sr_ema = hr + 0.05
+    sr = hr.clone()
+    sr[:, :, :, 8:] += 0.3 * torch.randn(1, 3, 16, 8, dtype=torch.float64)  # noisy artefacts in the right half
+    weight = artifact_map(sr, hr, sr_ema)
+    residual = (hr - sr).abs().sum(1, keepdim=True)
+    expected = residual.var() ** 0.2 * local_variance(residual, 7)
+    expected[residual < (hr - sr_ema).abs().sum(1, keepdim=True)] = 0
+    torch.testing.assert_close(weight.double(), expected, rtol=1e-5, atol=1e-7)
+    assert weight[..., :6].abs().max() == 0 and weight[..., 10:].min() > 0  # SR exact on the left: no artefact
+    sr.requires_grad_(True)
+    loss = artifact_loss(sr, hr, sr_ema)
+    loss.backward()
+    assert loss.item() > 0 and sr.grad[..., :6].abs().max() == 0 and sr.grad[..., 10:].abs().sum() > 0
 
 
 def test_content_loss_is_frozen_and_backpropagates_into_generator():

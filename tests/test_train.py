@@ -377,6 +377,28 @@ def test_srgan_with_feature_matching(stage1_run, image_folders, tmp_path):
         assert r["loss"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_srgan_relativistic_with_the_ldl_artifact_loss(stage1_run, image_folders, tmp_path):
+    out = tmp_path / "gan_ldl"
+    extra = ("loss.content_weight=0", "loss.gan_type=relativistic", "loss.artifact_weight=1", "train.ema_decay=0.9",
+             "train.steps=2")  # fmt: skip
+    assert run(image_folders, out, *srgan_args(stage1_run, *extra)) == EXIT_OK
+    for r in loss_records(out):
+        assert r["artifact"] >= 0 and r["d_loss"] > 0
+        assert r["loss"] == pytest.approx(r["pixel"] + 0.001 * r["adversarial"] + r["artifact"], rel=1e-5)
+
+
+def test_gan_loss_options_are_checked():
+    base = ["train.stage=srgan", "data.train_dir=x", "data.val_dir=y"]
+    with pytest.raises(ConfigError, match="loss.gan_type"):
+        load_config(None, [*base, "loss.gan_type=wgan"])
+    with pytest.raises(ConfigError, match="train.ema_decay > 0"):
+        load_config(None, [*base, "loss.artifact_weight=1"])
+    with pytest.raises(ConfigError, match="loss.artifact_kernel"):
+        load_config(None, [*base, "loss.artifact_weight=1", "train.ema_decay=0.99", "loss.artifact_kernel=4"])
+    with pytest.raises(ConfigError, match="loss.artifact_weight"):
+        load_config(None, ["data.train_dir=x", "data.val_dir=y", "loss.artifact_weight=1", "train.ema_decay=0.99"])
+
+
 @pytest.fixture(scope="module")
 def random_vgg_file(tmp_path_factory) -> Path:
     from torchvision.models import vgg19

@@ -19,6 +19,7 @@ import yaml
 
 from sr_core.degradations import NAMED_DEGRADATIONS, DegradationConfig
 from sr_core.hub import HUB_ID
+from sr_core.losses import GAN_TYPES
 from sr_core.models import generator_architectures
 
 STAGES = ("srresnet", "srgan")
@@ -98,13 +99,18 @@ class OptimConfig:
 @dataclass
 class LossConfig:
     """Generator loss: ``pixel_weight * pixel + content_weight * VGG + adversarial_weight * adversarial``
-    ``+ feature_matching_weight * discriminator feature matching`` (the last is a VGG-free perceptual term)."""
+    ``+ feature_matching_weight * discriminator feature matching`` (a VGG-free perceptual term)
+    ``+ artifact_weight * LDL artefact loss`` (needs train.ema_decay > 0: the EMA generator is its reference)."""
 
     pixel: str = "mse"
     pixel_weight: float = 1.0
     content_weight: float = 0.0
     adversarial_weight: float = 0.0
     feature_matching_weight: float = 0.0
+    gan_type: str = "vanilla"
+    """vanilla (BCE, the SRGAN paper) | relativistic (ESRGAN's relativistic average) | hinge."""
+    artifact_weight: float = 0.0
+    artifact_kernel: int = 7
     vgg_weights: str | None = None
     vgg_layer: int = 36
     vgg_feature_scale: float = 1.0
@@ -332,6 +338,7 @@ def _check_stage(config: Config) -> None:
             "loss.feature_matching_weight",
             "must be 0 for stage srresnet (it needs the discriminator of stage srgan)",
         )
+        _check(lo.artifact_weight == 0, "loss.artifact_weight", "must be 0 for stage srresnet (a GAN-stage loss)")
     else:
         _check(
             lo.pixel_weight + lo.content_weight + lo.adversarial_weight > 0,
@@ -416,9 +423,16 @@ def validate(config: Config) -> Config:
         "must be 0 with train.freeze_bn=true (the weights are trained against the frozen statistics)",
     )
     _check(lo.pixel in PIXEL_LOSSES, "loss.pixel", f"must be one of {PIXEL_LOSSES}")
-    for key in ("pixel_weight", "content_weight", "adversarial_weight", "feature_matching_weight"):
+    for key in ("pixel_weight", "content_weight", "adversarial_weight", "feature_matching_weight", "artifact_weight"):
         value = getattr(lo, key)
         _check(math.isfinite(value) and value >= 0, f"loss.{key}", "must be a number >= 0")
+    _check(lo.gan_type in GAN_TYPES, "loss.gan_type", f"must be one of {GAN_TYPES}")
+    _check(lo.artifact_kernel >= 3 and lo.artifact_kernel % 2 == 1, "loss.artifact_kernel", "must be odd and >= 3")
+    _check(
+        lo.artifact_weight == 0 or t.ema_decay > 0,
+        "loss.artifact_weight",
+        "needs train.ema_decay > 0 (the artefact map compares against the EMA generator's output)",
+    )
     _check(1 <= lo.vgg_layer <= 36, "loss.vgg_layer", "must be in 1..36 (36 = VGG54, after ReLU of conv5_4)")
     _check(lo.vgg_feature_scale > 0, "loss.vgg_feature_scale", "must be > 0")
     _check_hub(config.hub)

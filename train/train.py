@@ -49,7 +49,7 @@ from sr_core.evaluate import evaluate, summarize
 from sr_core.hub import push_folder
 from sr_core.inference import prepare_for_inference
 from sr_core.io import from_array, to_array
-from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss, feature_matching_loss
+from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss, artifact_loss, feature_matching_loss
 from sr_core.models import WEIGHTS_NAME, Discriminator, SRModel, build_model, load_pretrained
 from sr_core.pipeline import model_forward_array
 from sr_core.registry import get_method, load_model
@@ -189,7 +189,7 @@ class Trainer:
                     "loss.feature_matching_weight=0.05)."
                 ) from exc
         self.pixel = PixelLoss(lo.pixel)
-        self.adversarial = AdversarialLoss()
+        self.adversarial = AdversarialLoss(lo.gan_type)
         self.calibration: list[torch.Tensor] = []
         self.updates = 0
         self._exported: tuple[int, nn.Module] | None = None
@@ -208,7 +208,7 @@ class Trainer:
             )
             self.scheduler_d = torch.optim.lr_scheduler.LambdaLR(self.optimizer_d, lr_factor(config))
         self.terms = ["loss", "pixel", "content"] + (
-            ["adversarial", "feature", "d_loss", "d_hr", "d_sr"] if self.gan else []
+            ["adversarial", "feature", "artifact", "d_loss", "d_hr", "d_sr"] if self.gan else []
         )
         self.ema: EMA | None = None
         self.baseline_cache: dict[str, dict[str, float]] = {}
@@ -254,7 +254,7 @@ class Trainer:
         return rates
 
     def _generator_loss(
-        self, sr: torch.Tensor, hr: torch.Tensor, discriminator: nn.Module | None
+        self, sr: torch.Tensor, hr: torch.Tensor, discriminator: nn.Module | None, lr: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The weighted generator loss and its terms; ``discriminator`` (frozen) is given in stage srgan."""
         lo = self.config.loss
@@ -268,18 +268,27 @@ class Trainer:
         if discriminator is None:
             total = lo.pixel_weight * pixel + lo.content_weight * content
             return total, [total, pixel, content]
-        adversarial = self.adversarial.generator_loss(discriminator(sr))
-        feature = zero
+        real_logits = None
+        if self.adversarial.needs_real_logits:
+            with torch.no_grad():
+                real_logits = discriminator(hr)
+        adversarial = self.adversarial.generator_loss(discriminator(sr), real_logits)
+        feature = artifact = zero
         if lo.feature_matching_weight > 0:
             with self.accelerator.autocast():
                 feature = feature_matching_loss(discriminator, sr, hr)
+        if lo.artifact_weight > 0:
+            with torch.no_grad(), self.accelerator.autocast():
+                sr_ema = self.ema.shadow(lr)
+            artifact = artifact_loss(sr, hr, sr_ema, lo.artifact_kernel)
         total = (
             lo.pixel_weight * pixel
             + lo.content_weight * content
             + lo.adversarial_weight * adversarial
             + lo.feature_matching_weight * feature
+            + lo.artifact_weight * artifact
         )
-        return total, [total, pixel, content, adversarial, feature]
+        return total, [total, pixel, content, adversarial, feature, artifact]
 
     def _check_finite(self, values: torch.Tensor, losses: int) -> torch.Tensor:
         """All-process mean of the step's values; raises DivergedError (on every process) if a loss is not finite."""
@@ -303,7 +312,7 @@ class Trainer:
         hr = batch["hr"].to(acc.device, non_blocking=True).float().div_(255)
         sr = self.generator(lr)
         if not self.gan:
-            loss, terms = self._generator_loss(sr, hr, None)
+            loss, terms = self._generator_loss(sr, hr, None, lr)
             values = self._check_finite(torch.stack(terms), losses=3)
             acc.backward(loss)
             self._clip(self.generator)
@@ -313,7 +322,7 @@ class Trainer:
         else:
             d_plain = acc.unwrap_model(self.discriminator)
             d_plain.requires_grad_(False)
-            g_loss, terms = self._generator_loss(sr, hr, d_plain)
+            g_loss, terms = self._generator_loss(sr, hr, d_plain, lr)
             d_plain.requires_grad_(True)
             real_logits = self.discriminator(hr)
             fake_logits = self.discriminator(sr.detach())
@@ -322,7 +331,7 @@ class Trainer:
                 torch.sigmoid(real_logits.detach().float()).mean(),
                 torch.sigmoid(fake_logits.detach().float()).mean(),
             ]
-            values = self._check_finite(torch.stack([*terms, d_loss, *probs]), losses=6)
+            values = self._check_finite(torch.stack([*terms, d_loss, *probs]), losses=7)
             acc.backward(g_loss)
             self._clip(self.generator)
             self.optimizer_g.step()

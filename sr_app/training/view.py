@@ -14,12 +14,13 @@ from train.run_control import PREVIEW_DIR, PREVIEW_FILES
 
 from .runs import RunState
 
-LOSS_TERMS = ("loss", "pixel", "content", "adversarial", "feature", "d_loss")
+LOSS_TERMS = ("loss", "pixel", "content", "adversarial", "feature", "artifact", "d_loss")
 """Loss terms drawn (the discriminator's D(HR)/D(SR) are probabilities, not losses, and are left out)."""
 NO_RUN = "No training run yet: choose data and a recipe, then **Start**."
 METRIC_SERIES = ("model", "bicubic")
 COLOURS = {"loss": "#f97316", "pixel": "#2563eb", "content": "#16a34a", "adversarial": "#dc2626",
-           "feature": "#9333ea", "d_loss": "#0891b2", "model": "#f97316", "bicubic": "#6b7280"}  # fmt: skip
+           "feature": "#9333ea", "artifact": "#ca8a04", "d_loss": "#0891b2", "model": "#f97316",
+           "bicubic": "#6b7280"}  # fmt: skip
 
 
 def _duration(seconds: float | None) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__
 from .constants import IMAGE_SUFFIXES
-from .devices import PRECISIONS, keep_freed_cpu_memory
+from .devices import CPU_MEMORY_BUDGET, PRECISIONS, keep_freed_cpu_memory
 from .errors import SRError
 from .hub import is_hub_id
 from .outscale import MAX_OUTSCALE, MIN_OUTSCALE, check_outscale, plan_outscale, scale_tag
@@ -122,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--memory-budget", type=_megabytes, default=None, metavar="MB",
-        help="working memory for model windows in MB, at least 16 (default: 256 on CPU, half the free GPU memory); "
-        "the image runs in one window when it fits",
+        help=f"working memory for model windows in MB, at least 16 (default: {CPU_MEMORY_BUDGET >> 20} on CPU, half "
+        "the free GPU memory); the image runs in one window when it fits",
     )  # fmt: skip
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--precision", default="auto", choices=PRECISIONS)

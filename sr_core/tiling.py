@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 MIN_PLANNED_TILE = 16
 """No budget plans tiles smaller than this (per side): below it, overlap would dominate the work."""
 TAIL_WINDOW_BYTES = 32 << 20
-TALL_WINDOW_PENALTY = 0.25
 """Working memory for one window of the last stage: small enough to stay in cache, large enough to amortise."""
+TALL_WINDOW_PENALTY = 0.25
+"""Extra cost per doubling of a window's height over its width (see :func:`_shape_cost`)."""
 
 
 @dataclass(frozen=True)

@@ -208,10 +208,9 @@ class _Menu:
 
     def info(self, name: object) -> MethodInfo | None:
         """The offered method called ``name``, including one added since the page was built; None if unknown."""
-        known = self.by_name.get(name) if isinstance(name, str) else None
-        if known is not None or not isinstance(name, str):
-            return known
-        return next((m for m in handlers.methods(self.config) if m.name == name), None)
+        if not isinstance(name, str):
+            return None
+        return self.by_name.get(name) or next((m for m in handlers.methods(self.config) if m.name == name), None)
 
     def scale_choices(self, name: str) -> list[tuple[str, int]]:
         """(label, scale) pairs of method ``name`` (every offered scale for an unknown name)."""

@@ -181,11 +181,10 @@ def upscale(
 
     Models run on windows sized so their activations fit ``memory_budget`` bytes (default:
     ``devices.CPU_MEMORY_BUDGET`` on CPU, half the free memory on CUDA), the whole image in one pass when it fits;
-    an explicit ``tile_size`` (input pixels,
-    with ``tile_overlap`` pixels of context, default the model's receptive radius) wins. Either way the output
-    equals a whole-image forward and is written tile by tile into the 8- or 16-bit result. Alpha is upscaled on its
-    own with bicubic and re-attached; greyscale stays greyscale and 16-bit stays 16-bit. Returns a PIL image in the
-    input's mode.
+    an explicit ``tile_size`` (input pixels, with ``tile_overlap`` pixels of context, default the model's receptive
+    radius) wins. Either way the output equals a whole-image forward and is written tile by tile into the 8- or
+    16-bit result. Alpha is upscaled on its own with bicubic and re-attached; greyscale stays greyscale and 16-bit
+    stays 16-bit. Returns a PIL image in the input's mode.
     """
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)):
         raise UnsupportedScaleError(f"scale must be an integer, got {scale!r}")

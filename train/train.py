@@ -254,9 +254,15 @@ class Trainer:
         return rates
 
     def _generator_loss(
-        self, sr: torch.Tensor, hr: torch.Tensor, discriminator: nn.Module | None, lr: torch.Tensor
+        self,
+        sr: torch.Tensor,
+        hr: torch.Tensor,
+        lr: torch.Tensor,
+        discriminator: nn.Module | None = None,
+        real_logits: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The weighted generator loss and its terms; ``discriminator`` (frozen) is given in stage srgan."""
+        """The weighted generator loss and its terms; in stage srgan ``discriminator`` (frozen) and its constant
+        ``real_logits`` on ``hr`` are given."""
         lo = self.config.loss
         zero = sr.new_zeros(())
         pixel = self.pixel(sr, hr)
@@ -268,10 +274,6 @@ class Trainer:
         if discriminator is None:
             total = lo.pixel_weight * pixel + lo.content_weight * content
             return total, [total, pixel, content]
-        real_logits = None
-        if self.adversarial.needs_real_logits:
-            with torch.no_grad():
-                real_logits = discriminator(hr)
         adversarial = self.adversarial.generator_loss(discriminator(sr), real_logits)
         feature = artifact = zero
         if lo.feature_matching_weight > 0:
@@ -312,7 +314,7 @@ class Trainer:
         hr = batch["hr"].to(acc.device, non_blocking=True).float().div_(255)
         sr = self.generator(lr)
         if not self.gan:
-            loss, terms = self._generator_loss(sr, hr, None, lr)
+            loss, terms = self._generator_loss(sr, hr, lr)
             values = self._check_finite(torch.stack(terms), losses=3)
             acc.backward(loss)
             self._clip(self.generator)
@@ -320,11 +322,11 @@ class Trainer:
             self.scheduler_g.step()
             self.optimizer_g.zero_grad(set_to_none=True)
         else:
+            real_logits = self.discriminator(hr)  # one forward for D's loss and (constant) the relativistic G loss
             d_plain = acc.unwrap_model(self.discriminator)
             d_plain.requires_grad_(False)
-            g_loss, terms = self._generator_loss(sr, hr, d_plain, lr)
+            g_loss, terms = self._generator_loss(sr, hr, lr, d_plain, real_logits.detach())
             d_plain.requires_grad_(True)
-            real_logits = self.discriminator(hr)
             fake_logits = self.discriminator(sr.detach())
             d_loss = self.adversarial.discriminator_loss(real_logits, fake_logits)
             probs = [

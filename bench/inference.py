@@ -2,7 +2,8 @@
 
 Prints, from one run:
   1. speed at 128, 256, 512 and 1024 input: the eager fp32 forward of the same weights (whole image, BatchNorm
-     unfolded: the textbook way), sr_core (auto precision, memory-budget windows) and sr_core with the earlier fixed
+     unfolded: the textbook way), sr_core (auto precision, memory-budget windows or streamed row bands, freed memory
+     kept for reuse with --keep-freed, as sr-upscale and the app run) and sr_core with the earlier fixed
      256-pixel tiles, interleaved; the speed-up and the PSNR difference against ground truth;
   2. the CPU's bf16 (or fp32) convolution peak, from the model's dominant 64->64 3x3 convolution alone, and the share
      of it sr_core's model time reaches (useful convolution FLOPs / time);
@@ -10,7 +11,8 @@ Prints, from one run:
   4. folder throughput: ``sr-upscale`` on a folder of images against the sum of the model-only times;
   5. on CUDA (when present): output megapixels/s, bf16 and channels_last, with and without torch.compile.
 
-    python bench/inference.py [--sizes 128 256 512 1024] [--repeat 3] [--skip-rss] [--skip-folder] [--json FILE]
+    python bench/inference.py [--sizes 128 256 512 1024] [--repeat 3] [--skip-rss] [--skip-folder]
+                              [--keep-freed] [--json FILE]
 """
 
 from __future__ import annotations
@@ -166,28 +168,33 @@ def conv_peak_gflops(dtype_name: str, repeat: int) -> float:
 # -------------------------------------------------------------------------------------------- 3. memory
 
 
-def _rss_worker(size: int, queue: mp.Queue) -> None:
+def _rss_worker(size: int, keep_freed: bool, queue: mp.Queue) -> None:
     from PIL import Image
 
     import sr_core
+    from sr_core.devices import keep_freed_cpu_memory
+
+    if keep_freed:
+        keep_freed_cpu_memory()
 
     lr = Image.fromarray(photo(size))
     sr_core.upscale(lr.crop((0, 0, 48, 48)), "srresnet", SCALE)
     before = _peak_rss_mb()
     start = time.perf_counter()
     out = sr_core.upscale(lr, "srresnet", SCALE)
-    seconds, output_mb = time.perf_counter() - start, out.width * out.height * len(out.getbands()) / 2**20
+    seconds = time.perf_counter() - start
+    output_mb = out.width * out.height * (4 if len(out.getbands()) >= 3 else 1) / 2**20  # PIL holds RGB in 4 bytes
     queue.put({"size": size, "seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "runtime_rss_mb": before,
                "output_mb": output_mb})  # fmt: skip
 
 
-def rss_rows(sizes: list[int]) -> list[dict]:
+def rss_rows(sizes: list[int], keep_freed: bool) -> list[dict]:
     """Peak RSS of a fresh process per size (so each figure belongs to that upscale alone)."""
     ctx = mp.get_context("spawn")
     rows = []
     for size in sizes:
         queue = ctx.Queue()
-        proc = ctx.Process(target=_rss_worker, args=(size, queue))
+        proc = ctx.Process(target=_rss_worker, args=(size, keep_freed, queue))
         proc.start()
         rows.append(queue.get())
         proc.join()
@@ -266,6 +273,8 @@ def report(args: argparse.Namespace, results: dict) -> None:
 
     print(f"\nSRResNet x{SCALE} inference, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"CPU fast bf16: {cpu_has_fast_bf16()}")  # fmt: skip
+    kept = "freed memory kept for reuse (--keep-freed: keep_freed_cpu_memory(), as sr-upscale and the app run)"
+    print("allocator: " + (kept if results["keep_freed"] else "glibc defaults (the library's own)"))
     print(
         "\n| input | eager fp32 s | sr_core s | speed-up | tile=256 s | speed-up | PSNR eager | PSNR sr_core | dPSNR |"
     )
@@ -284,19 +293,20 @@ def report(args: argparse.Namespace, results: dict) -> None:
         achieved = flops * r["size"] ** 2 / r["sr_core_s"] / 1e9
         print(f"  {r['size']}: {achieved:.0f} GFLOP/s useful = {100 * achieved / peak:.0f}% of the conv peak")
     if results.get("rss"):
-        print("\n| input | seconds | peak RSS MB | runtime before MB | output MB |")
+        print("\n| input | seconds | peak RSS MB | runtime before MB | output MB (as PIL holds it) |")
         print("|---:|---:|---:|---:|---:|")
         for r in results["rss"]:
             print(
                 f"| {r['size']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['runtime_rss_mb']:.0f} | "
                 f"{r['output_mb']:.0f} |"
             )
-        first, last = results["rss"][0], results["rss"][-1]
-        growth, out_growth = last["peak_rss_mb"] - first["peak_rss_mb"], last["output_mb"] - first["output_mb"]
-        print(
-            f"peak RSS grows {growth:.0f} MB from {first['size']} to {last['size']} input; the output grows "
-            f"{out_growth:.0f} MB (ratio {growth / out_growth:.2f})"
-        )
+        rss = results["rss"]
+        for first, last in [*zip(rss, rss[1:], strict=False), (rss[0], rss[-1])]:
+            growth, out_growth = last["peak_rss_mb"] - first["peak_rss_mb"], last["output_mb"] - first["output_mb"]
+            print(
+                f"peak RSS grows {growth:.0f} MB from {first['size']} to {last['size']} input; the output grows "
+                f"{out_growth:.0f} MB (ratio {growth / out_growth:.2f})"
+            )
     if results.get("folder"):
         f = results["folder"]
         print(
@@ -320,21 +330,25 @@ def main() -> None:
     parser.add_argument("--skip-folder", action="store_true", help="skip the folder throughput run")
     parser.add_argument("--folder-images", type=int, default=8)
     parser.add_argument("--folder-size", type=int, default=256)
+    parser.add_argument("--keep-freed", action="store_true",
+                        help="call keep_freed_cpu_memory() first, as sr-upscale and the app do (default: glibc's "
+                             "settings, the library's own default; the eager baseline gains more from it)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
     import torch
 
-    from sr_core.devices import cpu_has_fast_bf16
+    from sr_core.devices import cpu_has_fast_bf16, keep_freed_cpu_memory
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed = args.keep_freed and keep_freed_cpu_memory()
     dtype = "bfloat16" if cpu_has_fast_bf16() else "float32"
-    results: dict = {"speed": speed_rows(args.sizes, args.repeat)}
+    results: dict = {"keep_freed": keep_freed, "speed": speed_rows(args.sizes, args.repeat)}
     results.update(conv_peak_gflops=conv_peak_gflops(dtype, args.repeat), dtype=dtype,
                    flops_per_pixel=conv_flops_per_pixel())  # fmt: skip
     if not args.skip_rss:
-        results["rss"] = rss_rows([512, 1024, 2048])
+        results["rss"] = rss_rows([512, 1024, 2048], keep_freed)
     if not args.skip_folder:
         results["folder"] = folder_row(args.folder_images, args.folder_size)
     results["cuda"] = cuda_rows(args.repeat)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -52,12 +52,19 @@ class InferenceStage:
     ``scale``: output pixels per input pixel (per side); ``radius``: input pixels of context each output pixel
     depends on (per side); ``elements_per_pixel``: peak live activation values per input pixel, from which tiling
     sizes its windows to a memory budget.
+
+    A stage that can also run on row bands, each row computed once (:mod:`sr_core.rowstream`), sets ``stream``: it
+    takes an iterable of (band, is_last) input row bands and yields its output as consecutive row chunks, holding
+    ``stream_elements_per_pixel`` values per pixel of a band and ``stream_state_per_column`` between bands.
     """
 
     forward: Callable[[torch.Tensor], torch.Tensor]
     scale: int
     radius: int
     elements_per_pixel: int
+    stream: Callable[[Iterable[tuple[torch.Tensor, bool]]], Iterator[torch.Tensor]] | None = None
+    stream_elements_per_pixel: int = 0
+    stream_state_per_column: int = 0
 
 
 def register_architecture(name: str) -> Callable[[type[M]], type[M]]:

@@ -6,6 +6,7 @@ import copy
 import functools
 import itertools
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..rowstream import RowConv, RowDelay
 from .base import InferenceStage, SRModel, register_architecture
 
 SCALES = (2, 4, 8)
@@ -38,6 +40,27 @@ class SRResNetConfig:
 def _fused(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
     """``conv`` followed by eval-mode BatchNorm ``bn`` as one convolution (``bn`` already folded: ``conv``)."""
     return fuse_conv_bn_eval(conv, bn) if isinstance(bn, nn.BatchNorm2d) else conv
+
+
+def channels_last_prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``F.prelu``; without autograd, a channels_last input goes through its (pixels, channels) view, one fast
+    kernel for every shape (on some channels_last shapes ``F.prelu`` is ~40x slower: 64x16x1024 bf16, measured)."""
+    needs_grad = x.requires_grad or weight.requires_grad
+    if needs_grad or x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
+        return F.prelu(x, weight)
+    n, c, h, w = x.shape
+    return F.prelu(x.permute(0, 2, 3, 1).reshape(-1, c), weight).view(n, h, w, c).permute(0, 3, 1, 2)
+
+
+class InferencePReLU(nn.Module):
+    """An ``nn.PReLU``'s weight applied with :func:`channels_last_prelu` (fused inference copies)."""
+
+    def __init__(self, prelu: nn.PReLU) -> None:
+        super().__init__()
+        self.weight = prelu.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return channels_last_prelu(x, self.weight)
 
 
 class ResidualBlock(nn.Module):
@@ -118,7 +141,7 @@ def subpixel_tail(stage: UpsampleStage, exit_conv: nn.Conv2d, x: torch.Tensor) -
     result is shuffled, never the 64-channel full-resolution features. Same function and parameters; on CPU the
     exit runs ~2.4x faster and the largest pixel shuffle disappears."""
     r = stage.shuffle.upscale_factor
-    y = F.prelu(stage.conv(x), stage.act.weight.repeat_interleave(r * r))
+    y = channels_last_prelu(stage.conv(x), stage.act.weight.repeat_interleave(r * r))
     weight = subpixel_weight(exit_conv.weight, r)
     bias = exit_conv.bias.repeat_interleave(r * r) if exit_conv.bias is not None else None
     return F.pixel_shuffle(F.conv2d(y, weight, bias, padding=(weight.shape[-1] - 1) // 2), r)
@@ -159,10 +182,14 @@ class SRResNet(SRModel, tags=["srresnet"], paper_url="https://arxiv.org/abs/1609
 
     def fuse_for_inference(self) -> SRResNet:
         """An eval-mode copy computing the same function faster: every BatchNorm folded into the convolution before
-        it and residual skips added in place."""
+        it, residual skips added in place, PReLUs applied through channels_last views (:class:`InferencePReLU`)."""
         fused = copy.deepcopy(self).eval()
         fused.trunk = nn.Sequential(*(FusedResidualBlock(block) for block in fused.trunk))
         fused.trunk_conv, fused.trunk_bn = _fused(fused.trunk_conv, fused.trunk_bn), nn.Identity()
+        for parent in list(fused.modules()):
+            for name, child in parent.named_children():
+                if isinstance(child, nn.PReLU):
+                    setattr(parent, name, InferencePReLU(child))
         fused.fused = True
         return fused
 
@@ -173,17 +200,48 @@ class SRResNet(SRModel, tags=["srresnet"], paper_url="https://arxiv.org/abs/1609
         stages = int(math.log2(c.scale))
         body_radius = 4 + 2 * c.num_blocks + 1
         tail_radius = math.ceil(sum(1 / 2**i for i in range(stages)) + 4 / c.scale) + 1
-        body_elements = 4 * c.channels  # measured peak: 3.9 (features, block input, two activations)
+        body_elements = (3 if self.fused else 4) * c.channels  # block input and two activations (+ entry output)
         tail_elements = 9 * c.channels * 4 ** (stages - 1) + 2 * c.in_channels * c.scale**2
+        stream = {}
+        if self.fused:  # rows carried between bands: 2 per 3x3 conv and per block skip, the entry's input rows
+            carried = (2 * (2 * c.num_blocks + 1) + 2 * c.num_blocks) * c.channels + (body_radius + 8) * c.in_channels
+            stream = {"stream": self.stream_features, "stream_elements_per_pixel": 4 * c.channels,
+                      "stream_state_per_column": carried}  # fmt: skip
         return (
-            InferenceStage(self.features, 1, body_radius, body_elements),
+            InferenceStage(self.features, 1, body_radius, body_elements, **stream),
             InferenceStage(self.reconstruct, c.scale, tail_radius, tail_elements),
         )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Input-resolution features: the entry convolution plus the residual trunk."""
+        """Input-resolution features: the entry convolution plus the residual trunk. A fused inference copy
+        recomputes the cheap entry convolution (~2% of the body) for the long skip instead of holding its output
+        through the trunk: three feature maps alive at once instead of four, so larger windows fit a budget."""
+        if self.fused:
+            h = self.entry(x)
+            for block in self.trunk:  # not self.trunk(h): a call's argument lives until it returns
+                h = block(h)
+            h = self.trunk_conv(h)
+            return h.add_(self.entry(x))
         features = self.entry(x)
         return features + self.trunk_bn(self.trunk_conv(self.trunk(features)))
+
+    def stream_features(self, bands: Iterable[tuple[torch.Tensor, bool]]) -> Iterator[torch.Tensor]:
+        """:meth:`features` of an image fed as (row band, is_last) pairs, yielded as consecutive row chunks, each row
+        computed once (:mod:`sr_core.rowstream`); equal to the whole-image features. Fused inference copies only."""
+        if not self.fused:
+            raise ValueError("stream_features needs a fused inference copy (fuse_for_inference())")
+        entry = RowConv(self.entry[0], self.entry[1])
+        blocks = [(RowConv(b.conv1, b.act), RowConv(b.conv2), RowDelay(2)) for b in self.trunk]
+        trunk_conv = RowConv(self.trunk_conv)
+        # The long skip: the entry recomputed on input rows held back until the trunk's output reaches them.
+        skip_input, skip_entry = RowDelay(2 * len(self.trunk) + 1), RowConv(self.entry[0], self.entry[1])
+        for band, last in bands:
+            h = entry(band, last)
+            for conv1, conv2, skip in blocks:
+                h = skip.add_into(conv2(conv1(h, last), last), h, last)
+            h = trunk_conv(h, last).add_(skip_entry(skip_input(band, last), last))
+            if h.shape[2]:
+                yield h
 
     def reconstruct(self, features: torch.Tensor) -> torch.Tensor:
         """The upscaled image from :meth:`features` (the output conv runs before the last shuffle: subpixel_tail)."""

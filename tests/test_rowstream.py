@@ -1,0 +1,119 @@
+"""Row streaming computes the same function as a whole-image forward: each conv, each skip, SRResNet's body, and the
+streamed path of budget-sized staged inference (the output, its coverage and its progress)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sr_core.models.srresnet import channels_last_prelu
+from sr_core.rowstream import RowConv, RowDelay, stack_rows
+from sr_core.tiling import _stream_rows, iter_staged
+
+CL = torch.channels_last
+
+
+def bands_of(x: torch.Tensor, rows: int):
+    height = x.shape[2]
+    return [(x[:, :, top : top + rows].contiguous(memory_format=CL), top + rows >= height)
+            for top in range(0, height, rows)]  # fmt: skip
+
+
+def streamed(layer, x: torch.Tensor, rows: int) -> torch.Tensor:
+    outs = [layer(band, last) for band, last in bands_of(x, rows)]
+    return torch.cat(outs, 2)
+
+
+@pytest.mark.parametrize("kernel", [3, 9])
+@pytest.mark.parametrize("rows", [1, 2, 5, 17, 40, 100])
+def test_row_conv_equals_the_padded_convolution(kernel, rows):
+    torch.manual_seed(kernel + rows)
+    conv = nn.Conv2d(4, 6, kernel, padding=kernel // 2)
+    x = torch.randn(1, 4, 37, 23)
+    with torch.no_grad():
+        out = streamed(RowConv(conv, torch.tanh), x, rows)
+        torch.testing.assert_close(out, torch.tanh(conv(x)))  # zero padding at top and bottom, once per row
+
+
+def test_row_conv_lags_its_input_by_the_padding():
+    layer = RowConv(nn.Conv2d(2, 2, 5, padding=2))
+    with torch.no_grad():
+        assert layer(torch.rand(1, 2, 10, 8).contiguous(memory_format=CL)).shape[2] == 8
+        assert layer(torch.rand(1, 2, 10, 8).contiguous(memory_format=CL)).shape[2] == 10
+        assert layer(torch.rand(1, 2, 10, 8).contiguous(memory_format=CL), last=True).shape[2] == 12
+
+
+def test_row_conv_rejects_convolutions_it_cannot_stream():
+    with pytest.raises(ValueError, match="same-padded"):
+        RowConv(nn.Conv2d(2, 2, 3, stride=2, padding=1))
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8, 50])
+def test_row_delay_holds_back_rows_and_adds_them_like_a_skip(rows):
+    x = torch.arange(2 * 30 * 4, dtype=torch.float32).reshape(1, 2, 30, 4)
+    delay, adder = RowDelay(5), RowDelay(5)
+    got, added = [], []
+    for band, last in bands_of(x, rows):
+        due = delay(band, last)
+        got.append(due)
+        added.append(adder.add_into(torch.ones_like(due), band, last))
+    torch.testing.assert_close(torch.cat(got, 2), x)
+    torch.testing.assert_close(torch.cat(added, 2), x + 1)
+
+
+def test_stack_rows_keeps_channels_last():
+    a, b = torch.rand(1, 3, 2, 5).contiguous(memory_format=CL), torch.rand(1, 3, 4, 5).contiguous(memory_format=CL)
+    out = stack_rows([a, b])
+    assert out.is_contiguous(memory_format=CL)
+    torch.testing.assert_close(out, torch.cat([a, b], 2))
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 16, 40), (2, 5, 3, 7), (1, 4, 1, 9)])
+def test_channels_last_prelu_equals_prelu(shape):
+    x = torch.randn(shape).contiguous(memory_format=CL)
+    w = torch.randn(shape[1])
+    out = channels_last_prelu(x, w)
+    assert out.is_contiguous(memory_format=CL)
+    torch.testing.assert_close(out, F.prelu(x.contiguous(), w))
+
+
+@pytest.mark.parametrize("rows", [1, 7, 16, 33, 200])
+def test_srresnet_streamed_features_equal_whole_image_features(tiny_srresnet, rows):
+    model = tiny_srresnet(scale=4, num_blocks=3, channels=8)
+    fused = model.fuse_for_inference()
+    x = torch.rand(1, 3, 45, 19, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        whole = model.eval().features(x)  # the unfused model: BatchNorm as a separate layer
+        chunks = list(fused.stream_features(bands_of(x, rows)))
+    assert all(c.shape[2] > 0 for c in chunks)
+    torch.testing.assert_close(torch.cat(chunks, 2), whole, atol=1e-5, rtol=1e-5)
+
+
+def test_only_fused_copies_stream(tiny_srresnet):
+    model = tiny_srresnet()
+    assert model.inference_stages()[0].stream is None
+    with pytest.raises(ValueError, match="fused"):
+        next(model.stream_features([(torch.rand(1, 3, 4, 4), True)]))
+
+
+def test_staged_inference_streams_when_the_image_does_not_fit_one_window(tiny_srresnet):
+    model = tiny_srresnet(scale=2, num_blocks=2, channels=8)
+    fused = model.fuse_for_inference()
+    stages, x = fused.inference_stages(), torch.rand(1, 3, 70, 31, generator=torch.Generator().manual_seed(2))
+    budget = 120_000  # bytes at fp32: too small for the whole image, enough for bands of >= 16 rows
+    assert _stream_rows(stages, 70, 31, budget, 4) >= 16
+    assert _stream_rows(stages, 20, 31, budget, 4) == 0  # fits one window: no overlap to save
+    calls = []
+    out = torch.full((1, 3, 140, 62), float("nan"))
+    cover = torch.zeros(1, 1, 140, 62)
+    with torch.no_grad():
+        pieces = iter_staged(stages, x, budget=budget, element_size=4, progress=lambda d, n: calls.append((d, n)))
+        for t, piece in pieces:
+            out[:, :, t.y0 * 2 : t.y1 * 2, t.x0 * 2 : t.x1 * 2] = piece
+            cover[:, :, t.y0 * 2 : t.y1 * 2, t.x0 * 2 : t.x1 * 2] += 1
+        whole = model.eval()(x)
+    assert torch.equal(cover, torch.ones_like(cover))
+    torch.testing.assert_close(out, whole, atol=1e-5, rtol=1e-5)
+    assert len(calls) > 1 and calls == [(i, len(calls)) for i in range(1, len(calls) + 1)]

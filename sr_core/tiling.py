@@ -5,8 +5,9 @@ overlap is at least the model's receptive radius the result equals a whole-image
 
 :func:`iter_staged` sizes the windows from a memory budget instead, and gives each of a model's
 :class:`~sr_core.models.base.InferenceStage` steps its own windows: the body (cheap per pixel, wide receptive
-field) runs on large windows with little overlap overhead, the upsampler (memory-heavy, narrow receptive field) on
-small cache-friendly ones cut from the body's output.
+field) runs on one large window, or, when the image needs more than one and the body can stream, over bands of
+rows with no overlap recomputed (:mod:`sr_core.rowstream`); the upsampler (memory-heavy, narrow receptive field) on
+small cache-friendly tiles cut from the body's output.
 """
 
 from __future__ import annotations

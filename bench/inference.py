@@ -7,7 +7,8 @@ Prints, from one run:
      256-pixel tiles, interleaved; the speed-up and the PSNR difference against ground truth;
   2. the CPU's bf16 (or fp32) convolution peak, from the model's dominant 64->64 3x3 convolution alone, and the share
      of it sr_core's model time reaches (useful convolution FLOPs / time);
-  3. peak RSS of a fresh process upscaling 512, 1024 and 2048 input at x4, against the output's own bytes;
+  3. peak RSS of a fresh process upscaling 512, 1024 and 2048 input at x4, and its live peak (glibc set to map and
+     unmap every allocation over 128 KiB, so free heap memory is not counted), against the output's own bytes;
   4. folder throughput: ``sr-upscale`` on a folder of images against the sum of the model-only times;
   5. on CUDA (when present): output megapixels/s, bf16 and channels_last, with and without torch.compile.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import resource
 import subprocess
 import sys
@@ -188,17 +190,40 @@ def _rss_worker(size: int, keep_freed: bool, queue: mp.Queue) -> None:
                "output_mb": output_mb})  # fmt: skip
 
 
-def rss_rows(sizes: list[int], keep_freed: bool) -> list[dict]:
-    """Peak RSS of a fresh process per size (so each figure belongs to that upscale alone)."""
+EXACT_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(128 << 10)}
+"""glibc settings under which RSS is live memory: every allocation over 128 KiB is its own mapping, unmapped when
+freed (slower: fresh pages each time), so no free heap memory is counted."""
+
+
+def _rss_process(size: int, keep_freed: bool, env: dict[str, str]) -> dict:
     ctx = mp.get_context("spawn")
-    rows = []
-    for size in sizes:
-        queue = ctx.Queue()
+    queue = ctx.Queue()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # a spawned child reads glibc's variables at start-up
+    try:
         proc = ctx.Process(target=_rss_worker, args=(size, keep_freed, queue))
         proc.start()
-        rows.append(queue.get())
-        proc.join()
-        print(f"  rss {size}: {rows[-1]['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
+    row = queue.get()
+    proc.join()
+    return row
+
+
+def rss_rows(sizes: list[int], keep_freed: bool) -> list[dict]:
+    """Peak RSS of a fresh process per size (so each figure belongs to that upscale alone), and the live peak (the
+    same upscale under :data:`EXACT_MALLOC`)."""
+    rows = []
+    for size in sizes:
+        row = _rss_process(size, keep_freed, {})
+        row["live_peak_mb"] = _rss_process(size, False, EXACT_MALLOC)["peak_rss_mb"]
+        rows.append(row)
+        print(f"  rss {size}: {row['peak_rss_mb']:.0f} MB (live {row['live_peak_mb']:.0f} MB)", file=sys.stderr,
+              flush=True)  # fmt: skip
     return rows
 
 
@@ -293,19 +318,20 @@ def report(args: argparse.Namespace, results: dict) -> None:
         achieved = flops * r["size"] ** 2 / r["sr_core_s"] / 1e9
         print(f"  {r['size']}: {achieved:.0f} GFLOP/s useful = {100 * achieved / peak:.0f}% of the conv peak")
     if results.get("rss"):
-        print("\n| input | seconds | peak RSS MB | runtime before MB | output MB (as PIL holds it) |")
-        print("|---:|---:|---:|---:|---:|")
+        print("\n| input | seconds | peak RSS MB | live peak MB | runtime before MB | output MB (as PIL holds it) |")
+        print("|---:|---:|---:|---:|---:|---:|")
         for r in results["rss"]:
             print(
-                f"| {r['size']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['runtime_rss_mb']:.0f} | "
-                f"{r['output_mb']:.0f} |"
+                f"| {r['size']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['live_peak_mb']:.0f} | "
+                f"{r['runtime_rss_mb']:.0f} | {r['output_mb']:.0f} |"
             )
         rss = results["rss"]
         for first, last in [*zip(rss, rss[1:], strict=False), (rss[0], rss[-1])]:
-            growth, out_growth = last["peak_rss_mb"] - first["peak_rss_mb"], last["output_mb"] - first["output_mb"]
+            out_growth = last["output_mb"] - first["output_mb"]
+            growth, live = (last[k] - first[k] for k in ("peak_rss_mb", "live_peak_mb"))
             print(
-                f"peak RSS grows {growth:.0f} MB from {first['size']} to {last['size']} input; the output grows "
-                f"{out_growth:.0f} MB (ratio {growth / out_growth:.2f})"
+                f"from {first['size']} to {last['size']} input the output grows {out_growth:.0f} MB; peak RSS "
+                f"{growth:.0f} MB (ratio {growth / out_growth:.2f}), live peak {live:.0f} MB ({live / out_growth:.2f})"
             )
     if results.get("folder"):
         f = results["folder"]

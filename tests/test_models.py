@@ -262,3 +262,24 @@ def test_a_new_architecture_is_one_registered_class(tmp_path, monkeypatch):
     assert "tiny-nearest" in front_matter(tmp_path / "t" / "README.md")["tags"]
     with pytest.raises(ValueError, match="already registered"):
         register_architecture("SRResNet")(TinyNearest)
+
+
+def test_spectral_norm_discriminator_bounds_every_layer_and_has_no_batchnorm(tmp_path):
+    from sr_core.models import Discriminator
+
+    torch.manual_seed(0)
+    d = Discriminator(channels=8, hidden=16, spectral_norm=True).train()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        for _ in range(30):  # power iterations run in training mode
+            d(x)
+    layers = [m for m in d.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(layers) == 10
+    for layer in layers:  # the normalised weight, reshaped as spectral_norm does: largest singular value ~1
+        sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2).item()
+        assert 0.9 < sigma < 1.05
+    d.save_pretrained(tmp_path / "d")
+    again = Discriminator.from_pretrained(tmp_path / "d")
+    assert again.config.spectral_norm
+    torch.testing.assert_close(again.eval()(x), d.eval()(x))

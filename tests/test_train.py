@@ -387,6 +387,17 @@ def test_srgan_relativistic_with_the_ldl_artifact_loss(stage1_run, image_folders
         assert r["loss"] == pytest.approx(r["pixel"] + 0.001 * r["adversarial"] + r["artifact"], rel=1e-5)
 
 
+def test_srgan_with_a_spectral_norm_discriminator_trains_and_resumes(stage1_run, image_folders, tmp_path):
+    out = tmp_path / "gan_sn"
+    extra = ("loss.content_weight=0", "loss.feature_matching_weight=0.5", "model.d_spectral_norm=true",
+             "checkpoint_every=2")  # fmt: skip
+    assert run(image_folders, out, *srgan_args(stage1_run, *extra, "train.steps=2")) == EXIT_OK
+    assert run(image_folders, out, *srgan_args(stage1_run, *extra, "train.steps=3"), "--resume") == EXIT_OK
+    records = loss_records(out)
+    assert [r["step"] for r in records][-1] == 3
+    assert all(r["d_loss"] > 0 and r["feature"] > 0 for r in records)
+
+
 def test_gan_loss_options_are_checked():
     base = ["train.stage=srgan", "data.train_dir=x", "data.val_dir=y"]
     with pytest.raises(ConfigError, match="loss.gan_type"):

@@ -72,6 +72,8 @@ class ModelConfig:
     num_blocks: int = 16
     channels: int = 64
     d_channels: int = 64
+    d_spectral_norm: bool = False
+    """Spectral norm on every discriminator layer instead of BatchNorm (Real-ESRGAN's choice against artefacts)."""
 
 
 @dataclass

@@ -202,7 +202,9 @@ class Trainer:
         self.scheduler_g = torch.optim.lr_scheduler.LambdaLR(self.optimizer_g, lr_factor(config))
         self.discriminator: nn.Module | None = None
         if self.gan:
-            self.discriminator = Discriminator(channels=config.model.d_channels).train()
+            self.discriminator = Discriminator(
+                channels=config.model.d_channels, spectral_norm=config.model.d_spectral_norm
+            ).train()
             self.optimizer_d = torch.optim.Adam(
                 self.discriminator.parameters(), lr=t.d_lr, betas=tuple(t.betas), weight_decay=t.weight_decay
             )

@@ -74,6 +74,26 @@ def default_memory_budget(device: torch.device) -> int:
 
 MALLOC_MMAP_THRESHOLD = 512 << 20
 MALLOC_TRIM_THRESHOLD = 1 << 30
+GLIBC_MMAP_CEILING = 32 << 20
+"""The ceiling of glibc's dynamic mmap threshold on 64-bit: by default a block this large or larger is mapped fresh
+on every allocation, its pages faulted and zeroed each time."""
+_freed_memory_kept = False
+
+
+@functools.cache
+def _glibc() -> bool:
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+def fresh_allocation_size(device: torch.device) -> int | None:
+    """Bytes from which each allocation on ``device`` comes as fresh, page-faulted memory (:data:`GLIBC_MMAP_CEILING`
+    on a glibc CPU with its default settings), or None where large blocks are recycled: CUDA's caching allocator,
+    after :func:`keep_freed_cpu_memory`, under the user's own ``MALLOC_*`` settings, other C libraries."""
+    if device.type != "cpu" or _freed_memory_kept or not _glibc():
+        return None
+    if any(os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        return None
+    return GLIBC_MMAP_CEILING
 
 
 @functools.cache
@@ -82,8 +102,8 @@ def keep_freed_cpu_memory() -> bool:
 
     By default glibc serves large allocations (and, after trimming, smaller ones) with fresh pages, so each layer's
     output is page-faulted and zeroed anew: measured here, ``sr-upscale`` on a folder spends 5x the system time and
-    ~8% more wall time without this. The price is memory that stays in the heap (a 2048x2048 x4 upscale peaks at
-    ~1.25 GB instead of ~1.12 GB), so the library never calls it itself: ``sr-upscale`` and the app do, as
+    ~8% more wall time without this. The price is memory that stays in the heap after an upscale (a process-wide
+    change, its freed memory not returned), so the library never calls it itself: ``sr-upscale`` and the app do, as
     processes that upscale many images. Done once per process, only on glibc, and not when the user has set
     ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` (or ``SR_STUDIO_NO_MALLOC_TUNING=1``). Returns whether
     the thresholds were set.
@@ -97,7 +117,9 @@ def keep_freed_cpu_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # musl or another libc
         return False
+    global _freed_memory_kept
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    return bool(mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD)) and bool(
+    _freed_memory_kept = bool(mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD)) and bool(
         mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD)
     )
+    return _freed_memory_kept

@@ -17,6 +17,7 @@ from .classical import upscale_array
 from .devices import (
     MIN_MEMORY_BUDGET,
     default_memory_budget,
+    fresh_allocation_size,
     resolve_device,
     resolve_precision,
 )
@@ -73,7 +74,7 @@ def iter_model_tiles(
         budget = default_memory_budget(param.device) if memory_budget is None else memory_budget
         stages = model.inference_stages()
         pieces = iter_staged(stages, x, budget=budget, element_size=param.element_size(), prepare=prepare,
-                             progress=progress)  # fmt: skip
+                             progress=progress, fresh_allocation=fresh_allocation_size(param.device))  # fmt: skip
     for tile, piece in pieces:
         yield tile, piece.float()
 

@@ -117,3 +117,31 @@ def test_staged_inference_streams_when_the_image_does_not_fit_one_window(tiny_sr
     assert torch.equal(cover, torch.ones_like(cover))
     torch.testing.assert_close(out, whole, atol=1e-5, rtol=1e-5)
     assert len(calls) > 1 and calls == [(i, len(calls)) for i in range(1, len(calls) + 1)]
+
+
+def test_whole_image_windows_stay_under_the_fresh_allocation_size(tiny_srresnet):
+    stages = tiny_srresnet(scale=2, num_blocks=2, channels=8).fuse_for_inference().inference_stages()
+    map_bytes = 20 * 31 * 8 * 4  # one 8-channel fp32 feature map of a 20x31 image
+    assert _stream_rows(stages, 20, 31, 120_000, 4, fresh_allocation=None) == 0
+    assert _stream_rows(stages, 20, 31, 120_000, 4, fresh_allocation=map_bytes + 1) == 0
+    assert _stream_rows(stages, 20, 31, 120_000, 4, fresh_allocation=map_bytes) >= 16  # would be page-faulted anew
+
+
+def test_fresh_allocation_size_is_glibcs_ceiling_only_with_its_default_settings(monkeypatch):
+    from sr_core import devices
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "_glibc", lambda: True)
+    monkeypatch.setattr(devices, "_freed_memory_kept", False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    assert devices.fresh_allocation_size(cpu) == devices.GLIBC_MMAP_CEILING == 32 << 20
+    assert devices.fresh_allocation_size(torch.device("cuda")) is None  # CUDA's caching allocator recycles
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    assert devices.fresh_allocation_size(cpu) is None  # the user's own settings: no guess
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setattr(devices, "_freed_memory_kept", True)  # keep_freed_cpu_memory() succeeded
+    assert devices.fresh_allocation_size(cpu) is None
+    monkeypatch.setattr(devices, "_freed_memory_kept", False)
+    monkeypatch.setattr(devices, "_glibc", lambda: False)
+    assert devices.fresh_allocation_size(cpu) is None

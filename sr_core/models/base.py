@@ -56,6 +56,8 @@ class InferenceStage:
     A stage that can also run on row bands, each row computed once (:mod:`sr_core.rowstream`), sets ``stream``: it
     takes an iterable of (band, is_last) input row bands and yields its output as consecutive row chunks, holding
     ``stream_elements_per_pixel`` values per pixel of a band and ``stream_state_per_column`` between bands.
+    ``map_elements_per_pixel``: values per pixel of its largest single activation (0: unknown), from which tiling
+    keeps each allocation under the size the allocator would hand out fresh every time.
     """
 
     forward: Callable[[torch.Tensor], torch.Tensor]
@@ -65,6 +67,7 @@ class InferenceStage:
     stream: Callable[[Iterable[tuple[torch.Tensor, bool]]], Iterator[torch.Tensor]] | None = None
     stream_elements_per_pixel: int = 0
     stream_state_per_column: int = 0
+    map_elements_per_pixel: int = 0
 
 
 def register_architecture(name: str) -> Callable[[type[M]], type[M]]:

@@ -206,7 +206,7 @@ class SRResNet(SRModel, tags=["srresnet"], paper_url="https://arxiv.org/abs/1609
         if self.fused:  # rows carried between bands: 2 per 3x3 conv and per block skip, the entry's input rows
             carried = (2 * (2 * c.num_blocks + 1) + 2 * c.num_blocks) * c.channels + (body_radius + 8) * c.in_channels
             stream = {"stream": self.stream_features, "stream_elements_per_pixel": 4 * c.channels,
-                      "stream_state_per_column": carried}  # fmt: skip
+                      "stream_state_per_column": carried, "map_elements_per_pixel": c.channels}  # fmt: skip
         return (
             InferenceStage(self.features, 1, body_radius, body_elements, **stream),
             InferenceStage(self.reconstruct, c.scale, tail_radius, tail_elements),

@@ -78,6 +78,7 @@ GLIBC_MMAP_CEILING = 32 << 20
 """The ceiling of glibc's dynamic mmap threshold on 64-bit: by default a block this large or larger is mapped fresh
 on every allocation, its pages faulted and zeroed each time."""
 _freed_memory_kept = False
+_MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 
 @functools.cache
@@ -91,7 +92,7 @@ def fresh_allocation_size(device: torch.device) -> int | None:
     after :func:`keep_freed_cpu_memory`, under the user's own ``MALLOC_*`` settings, other C libraries."""
     if device.type != "cpu" or _freed_memory_kept or not _glibc():
         return None
-    if any(os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+    if any(os.environ.get(k) for k in _MALLOC_VARIABLES):
         return None
     return GLIBC_MMAP_CEILING
 
@@ -109,7 +110,7 @@ def keep_freed_cpu_memory() -> bool:
     the thresholds were set.
     """
     if platform.system() != "Linux" or any(
-        os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "SR_STUDIO_NO_MALLOC_TUNING")
+        os.environ.get(k) for k in (*_MALLOC_VARIABLES, "SR_STUDIO_NO_MALLOC_TUNING")
     ):
         return False
     try:

@@ -127,8 +127,10 @@ def plan_for_budget(height: int, width: int, overlap: int, bytes_per_pixel: floa
     return best[1] if best is not None else smallest
 
 
-def _crop(x: torch.Tensor, t: Tile) -> torch.Tensor:
-    return x[:, :, t.y0 - t.pad_top : t.y1 + t.pad_bottom, t.x0 - t.pad_left : t.x1 + t.pad_right]
+def _crop(x: torch.Tensor, t: Tile, top: int = 0, left: int = 0) -> torch.Tensor:
+    """``t``'s window (with context) out of ``x``, whose first row and column are image row ``top``, column ``left``."""
+    return x[:, :, t.y0 - t.pad_top - top : t.y1 + t.pad_bottom - top,
+             t.x0 - t.pad_left - left : t.x1 + t.pad_right - left]  # fmt: skip
 
 
 def _kept(out: torch.Tensor, t: Tile, scale: int) -> torch.Tensor:
@@ -153,29 +155,33 @@ def iter_tiled(
             progress(i + 1, len(tiles))
 
 
+def _tail_budget(budget: int) -> int:
+    return min(budget // 4, TAIL_WINDOW_BYTES)
+
+
+def _tail_tiles(tail: InferenceStage, region: tuple[int, int, int, int], height: int, width: int, element_size: int,
+                tail_budget: int) -> list[Tile]:  # fmt: skip
+    """Tail tiles over ``region`` (y0, x0, y1, x1) of an HxW image, drawing on the body's output within tail.radius
+    of it (all of it exact there)."""
+    y0, x0, y1, x1 = region
+    r = tail.radius
+    bounds = (max(0, y0 - r), max(0, x0 - r), min(height, y1 + r), min(width, x1 + r))
+    tile = plan_for_budget(bounds[2] - bounds[0], bounds[3] - bounds[1], r, tail.elements_per_pixel * element_size,
+                           tail_budget)  # fmt: skip
+    return _plan(region, bounds, tile, r)
+
+
 def _staged_plan(
     stages: Sequence[InferenceStage], height: int, width: int, budget: int, element_size: int
 ) -> list[tuple[Tile, list[Tile]]]:
     """Body windows over the image, each with the tail tiles (in image coordinates) that cover its kept part."""
     body, tail = stages
-    tail_budget = min(budget // 4, TAIL_WINDOW_BYTES)
+    tail_budget = _tail_budget(budget)
     context = body.radius + tail.radius
     body_tile = plan_for_budget(height, width, context, body.elements_per_pixel * element_size, budget - tail_budget)
-    tail_bytes_per_pixel = tail.elements_per_pixel * element_size
-    plan = []
-    for outer in plan_tiles(height, width, body_tile, context):
-        # Tail windows draw on the body's output within tail.radius of the kept part (all of it exact there).
-        region = (outer.y0, outer.x0, outer.y1, outer.x1)
-        bounds = (
-            max(0, outer.y0 - tail.radius),
-            max(0, outer.x0 - tail.radius),
-            min(height, outer.y1 + tail.radius),
-            min(width, outer.x1 + tail.radius),
-        )
-        tail_tile = plan_for_budget(bounds[2] - bounds[0], bounds[3] - bounds[1], tail.radius, tail_bytes_per_pixel,
-                                    tail_budget)  # fmt: skip
-        plan.append((outer, _plan(region, bounds, tail_tile, tail.radius)))
-    return plan
+    return [(outer, _tail_tiles(tail, (outer.y0, outer.x0, outer.y1, outer.x1), height, width, element_size,
+                                tail_budget))
+            for outer in plan_tiles(height, width, body_tile, context)]  # fmt: skip
 
 
 def _stream_rows(stages: Sequence[InferenceStage], height: int, width: int, budget: int, element_size: int,
@@ -187,7 +193,7 @@ def _stream_rows(stages: Sequence[InferenceStage], height: int, width: int, budg
     body = stages[0]
     if len(stages) != 2 or body.stream is None or body.scale != 1:
         return 0
-    body_budget = (budget - min(budget // 4, TAIL_WINDOW_BYTES)) / element_size
+    body_budget = (budget - _tail_budget(budget)) / element_size
     fits = height * width * body.elements_per_pixel <= body_budget
     map_bytes = height * width * body.map_elements_per_pixel * element_size
     if fits and (fresh_allocation is None or map_bytes < fresh_allocation):
@@ -206,10 +212,7 @@ def _stream_plan(stages: Sequence[InferenceStage], height: int, width: int, rows
         produced = height if top + rows >= height else max(0, top + rows - body.radius)
         end = height if produced >= height else produced - tail.radius
         if end > done:
-            bounds = (max(0, done - tail.radius), 0, min(height, end + tail.radius), width)
-            tile = plan_for_budget(bounds[2] - bounds[0], width, tail.radius, tail.elements_per_pixel * element_size,
-                                   tail_budget)  # fmt: skip
-            plan.append(_plan((done, 0, end, width), bounds, tile, tail.radius))
+            plan.append(_tail_tiles(tail, (done, 0, end, width), height, width, element_size, tail_budget))
             done = end
     return plan
 
@@ -238,9 +241,7 @@ def _iter_streamed(
         produced += chunk.shape[2]
         while stretch is not None and min(height, stretch[-1].y1 + tail.radius) <= produced:
             for t in stretch:
-                window = held[:, :, t.y0 - t.pad_top - held_top : t.y1 + t.pad_bottom - held_top,
-                              t.x0 - t.pad_left : t.x1 + t.pad_right]  # fmt: skip
-                yield t, _kept(tail.forward(prepare(window)), t, tail.scale)
+                yield t, _kept(tail.forward(prepare(_crop(held, t, held_top))), t, tail.scale)
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -271,8 +272,7 @@ def iter_staged(
     _, _, height, width = x.shape
     rows = _stream_rows(stages, height, width, budget, element_size, fresh_allocation)
     if rows:
-        yield from _iter_streamed(stages, x, rows, min(budget // 4, TAIL_WINDOW_BYTES), element_size, prepare,
-                                  progress)  # fmt: skip
+        yield from _iter_streamed(stages, x, rows, _tail_budget(budget), element_size, prepare, progress)
         return
     if len(stages) == 1:
         (only,) = stages
@@ -288,9 +288,7 @@ def iter_staged(
         features = stages[0].forward(prepare(_crop(x, outer)))
         fy, fx = outer.y0 - outer.pad_top, outer.x0 - outer.pad_left  # where the features start in the image
         for t in inner:
-            window = features[:, :, t.y0 - t.pad_top - fy : t.y1 + t.pad_bottom - fy,
-                              t.x0 - t.pad_left - fx : t.x1 + t.pad_right - fx]  # fmt: skip
-            yield t, _kept(tail.forward(prepare(window)), t, tail.scale)
+            yield t, _kept(tail.forward(prepare(_crop(features, t, fy, fx))), t, tail.scale)
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -506,7 +506,7 @@ def run_method(
 
     def on_tiles(done: int, total: int) -> None:
         if progress is not None:
-            progress(done / max(total, 1), f"{info.label}: tile {done}/{total}")
+            progress(done / max(total, 1), f"{info.label}: {done / max(total, 1):.0%}")
 
     if progress is not None:
         progress(0.0, f"{info.label}: starting")

@@ -5,15 +5,22 @@ for the zero padding at the top and bottom with zero rows, so every output row i
 values a whole-image forward would see (no overlap recomputed, unlike windows). Outputs lag inputs by the
 receptive radius; :class:`RowDelay` holds a skip connection's rows until the branch catches up. Bands are
 (N, C, rows, W) channels_last tensors.
+
+A network (or a stage of one) streams as a :data:`RowStreamer`: a stateful callable fed (band, is_last) that returns
+the output rows now complete, possibly none; fed every row of an image once, it returns them all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+RowStreamer: TypeAlias = Callable[[torch.Tensor, bool], torch.Tensor]
+"""(band, is_last) -> the output rows now complete (see the module docstring)."""
 
 
 def stack_rows(parts: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -46,7 +53,24 @@ class RowConv:
     def __init__(self, conv: nn.Conv2d, activation: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         if conv.stride != (1, 1) or conv.padding[0] != conv.padding[1] or conv.dilation != (1, 1) or conv.groups != 1:
             raise ValueError("RowConv needs a same-padded, stride-1, undilated, ungrouped convolution")
-        self.weight, self.bias, self.pad = conv.weight, conv.bias, conv.padding[0]
+        if conv.kernel_size != (2 * conv.padding[0] + 1,) * 2:
+            raise ValueError(f"RowConv needs a square kernel of side 2 * padding + 1, got {conv.kernel_size}")
+        self._setup(conv.weight, conv.bias, activation)
+
+    @classmethod
+    def of_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                  activation: Callable[[torch.Tensor], torch.Tensor] | None = None) -> RowConv:  # fmt: skip
+        """The streamed ``F.conv2d(x, weight, bias, padding=k // 2)`` of an odd square (out, in, k, k) kernel."""
+        k = weight.shape[-1]
+        if weight.dim() != 4 or weight.shape[-2] != k or k % 2 == 0:
+            raise ValueError(f"RowConv needs an odd square kernel, got {tuple(weight.shape)}")
+        layer = cls.__new__(cls)
+        layer._setup(weight, bias, activation)
+        return layer
+
+    def _setup(self, weight: torch.Tensor, bias: torch.Tensor | None,
+               activation: Callable[[torch.Tensor], torch.Tensor] | None) -> None:  # fmt: skip
+        self.weight, self.bias, self.pad = weight, bias, weight.shape[-1] // 2
         self.activation = activation
         self._carry: torch.Tensor | None = None
 
@@ -89,3 +113,18 @@ class RowDelay:
 
     def _hold(self, rows: torch.Tensor, last: bool) -> None:
         self._held = None if last else stack_rows([rows])  # a copy: a view would keep the whole band alive
+
+
+class RowGroups:
+    """Passes a stream on in whole groups of ``size`` rows (all that is left at the last band): the rows of an
+    upscaler's output that make up whole input rows."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._rest: torch.Tensor | None = None
+
+    def __call__(self, band: torch.Tensor, last: bool = False) -> torch.Tensor:
+        rows = band if self._rest is None else stack_rows([self._rest, band])
+        ready = rows.shape[2] if last else rows.shape[2] - rows.shape[2] % self.size
+        self._rest = None if last or ready == rows.shape[2] else stack_rows([rows[:, :, ready:]])
+        return rows[:, :, :ready]

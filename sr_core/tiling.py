@@ -6,8 +6,9 @@ overlap is at least the model's receptive radius the result equals a whole-image
 :func:`iter_staged` sizes the windows from a memory budget instead, and gives each of a model's
 :class:`~sr_core.models.base.InferenceStage` steps its own windows: the body (cheap per pixel, wide receptive
 field) runs on one large window, or, when the image needs more than one and the body can stream, over bands of
-rows with no overlap recomputed (:mod:`sr_core.rowstream`); the upsampler (memory-heavy, narrow receptive field) on
-small cache-friendly tiles cut from the body's output.
+rows with no overlap recomputed (:mod:`sr_core.rowstream`); the upsampler (memory-heavy, narrow receptive field)
+streams over the body's output rows in narrow column strips that stay in cache, or, when it cannot stream, runs on
+small tiles cut from the body's output.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ MIN_STREAM_ROWS = 16
 STREAM_BAND_PIXELS = 32 * 1024
 """Input pixels per streamed band when the budget allows more: a band's activations then stay in cache (measured
 at 1024x1024 x4: 3.0 us per pixel for the body at 32 rows, 3.4 at 64, 4.5 at 128)."""
+TAIL_STRIP_COLUMNS = 256
+"""Input columns kept per strip when the tail streams: the strip's rows then stay in cache (measured at 1024x1024
+x4: the tail at 3.1 us per input pixel in 256-column strips, 3.3-3.5 in 512-1024 columns, 4.0 in budget-sized
+tiles once their overlap is counted)."""
+TAIL_BAND_ROWS = 16
+"""Most input rows per band of a streamed tail (fewer when the budget says so)."""
 TALL_WINDOW_PENALTY = 0.25
 """Extra cost per doubling of a window's height over its width (see :func:`_shape_cost`)."""
 
@@ -171,19 +178,6 @@ def _tail_tiles(tail: InferenceStage, region: tuple[int, int, int, int], height:
     return _plan(region, bounds, tile, r)
 
 
-def _staged_plan(
-    stages: Sequence[InferenceStage], height: int, width: int, budget: int, element_size: int
-) -> list[tuple[Tile, list[Tile]]]:
-    """Body windows over the image, each with the tail tiles (in image coordinates) that cover its kept part."""
-    body, tail = stages
-    tail_budget = _tail_budget(budget)
-    context = body.radius + tail.radius
-    body_tile = plan_for_budget(height, width, context, body.elements_per_pixel * element_size, budget - tail_budget)
-    return [(outer, _tail_tiles(tail, (outer.y0, outer.x0, outer.y1, outer.x1), height, width, element_size,
-                                tail_budget))
-            for outer in plan_tiles(height, width, body_tile, context)]  # fmt: skip
-
-
 def _stream_rows(stages: Sequence[InferenceStage], height: int, width: int, budget: int, element_size: int,
                  fresh_allocation: int | None = None) -> int:  # fmt: skip
     """Input rows per band for a streaming body, or 0 for windows: when the image fits one body window (no overlap
@@ -202,19 +196,64 @@ def _stream_rows(stages: Sequence[InferenceStage], height: int, width: int, budg
     return max(MIN_STREAM_ROWS, min(rows, STREAM_BAND_PIXELS // width)) if rows >= MIN_STREAM_ROWS else 0
 
 
-def _stream_plan(stages: Sequence[InferenceStage], height: int, width: int, rows: int, tail_budget: int,
-                 element_size: int) -> list[list[Tile]]:  # fmt: skip
-    """Tail tiles for each stretch of feature rows that is complete (tail context included) after a band: the
-    streamed body's output lags its input by its radius."""
-    body, tail = stages
-    plan, done = [], 0
-    for top in range(0, height, rows):
-        produced = height if top + rows >= height else max(0, top + rows - body.radius)
-        end = height if produced >= height else produced - tail.radius
-        if end > done:
-            plan.append(_tail_tiles(tail, (done, 0, end, width), height, width, element_size, tail_budget))
-            done = end
-    return plan
+class _StreamedTail:
+    """The tail streamed over rows of features in column strips, :data:`TAIL_STRIP_COLUMNS` wide plus
+    ``tail.radius`` columns of context each side: no row is computed twice, and each strip's bands stay in cache.
+
+    Fed feature rows span image columns ``columns`` (left, right) and start at image row ``first_row``; outputs are
+    yielded for image rows ``rows`` (top, bottom) and columns ``kept`` (left, right), which the features must cover
+    with ``tail.radius`` pixels of context wherever the image continues.
+    """
+
+    def __init__(self, tail: InferenceStage, columns: tuple[int, int], kept: tuple[int, int], first_row: int,
+                 rows: tuple[int, int], budget: int, element_size: int) -> None:  # fmt: skip
+        left, right = kept
+        width = _even_split(right - left, math.ceil((right - left) / TAIL_STRIP_COLUMNS))
+        self.strips = []  # (kept left, kept right, first fed column, end fed column, streamer)
+        for x0 in range(left, right, width):
+            x1 = min(x0 + width, right)
+            before, after = _window(x0, x1, columns[0], columns[1], width, tail.radius)
+            self.strips.append((x0, x1, x0 - before - columns[0], x1 + after - columns[0], tail.stream()))
+        window = min(columns[1] - columns[0], width + 2 * tail.radius)
+        per_row = window * tail.stream_elements_per_pixel * element_size
+        self.band_rows = max(1, min(TAIL_BAND_ROWS, budget // per_row))
+        self.next_row = [first_row] * len(self.strips)
+        self.rows, self.left, self.scale = rows, columns[0], tail.scale
+
+    def feed(self, features: torch.Tensor, last: bool) -> Iterator[tuple[Tile, torch.Tensor]]:
+        """(tile, output) for the kept rows these feature rows complete; ``last``: no more rows follow."""
+        count = features.shape[2]
+        if count == 0 and not last:
+            return
+        s = self.scale
+        for top in range(0, max(count, 1), self.band_rows):
+            band, band_last = features[:, :, top : top + self.band_rows], last and top + self.band_rows >= count
+            for i, (x0, x1, lo, hi, stream) in enumerate(self.strips):
+                out = stream(band[:, :, :, lo:hi], band_last)
+                first = self.next_row[i]
+                self.next_row[i] += out.shape[2] // s
+                y0, y1 = max(first, self.rows[0]), min(self.next_row[i], self.rows[1])
+                if y1 > y0:
+                    offset = x0 - self.left - lo
+                    yield (Tile(y0, x0, y1, x1, 0, 0, 0, 0),
+                           out[:, :, (y0 - first) * s : (y1 - first) * s, offset * s : (offset + x1 - x0) * s])
+
+
+def _tail_pieces(tail: InferenceStage, features: torch.Tensor, outer: Tile, height: int, width: int,
+                 tail_budget: int, element_size: int,
+                 prepare: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[tuple[Tile, torch.Tensor]]:  # fmt: skip
+    """The tail's output over ``outer``'s kept part, from the body's ``features`` of its whole window: streamed in
+    strips when the tail streams, else on budget-sized tiles."""
+    fy, fx = outer.y0 - outer.pad_top, outer.x0 - outer.pad_left  # where the features start in the image
+    region = (outer.y0, outer.x0, outer.y1, outer.x1)
+    if tail.stream is None:
+        for t in _tail_tiles(tail, region, height, width, element_size, tail_budget):
+            yield t, _kept(tail.forward(prepare(_crop(features, t, fy, fx))), t, tail.scale)
+        return
+    top, bottom = max(fy, outer.y0 - tail.radius), min(fy + features.shape[2], outer.y1 + tail.radius)
+    strips = _StreamedTail(tail, (fx, fx + features.shape[3]), (outer.x0, outer.x1), top, (outer.y0, outer.y1),
+                           tail_budget, element_size)  # fmt: skip
+    yield from strips.feed(features[:, :, top - fy : bottom - fy], True)
 
 
 def _iter_streamed(
@@ -224,31 +263,31 @@ def _iter_streamed(
     tail_budget: int,
     element_size: int,
     prepare: Callable[[torch.Tensor], torch.Tensor],
-    progress: ProgressCallback | None,
 ) -> Iterator[tuple[Tile, torch.Tensor]]:
-    """The body streamed over bands of ``rows`` input rows; the tail on tiles of each stretch of finished feature
-    rows, with ``tail.radius`` rows of context held over from the stretch before."""
+    """The body streamed over bands of ``rows`` input rows, its output rows fed on to the tail as they complete:
+    streamed in strips when the tail streams, else on tiles of each finished stretch of rows (with
+    ``tail.radius`` rows of context held over from the stretch before)."""
     body, tail = stages
     _, _, height, width = x.shape
-    plan = _stream_plan(stages, height, width, rows, tail_budget, element_size)
-    total, done = sum(len(stretch) for stretch in plan), 0
+    streamer = body.stream()
     bands = ((prepare(x[:, :, top : top + rows]), top + rows >= height) for top in range(0, height, rows))
-    held, held_top, produced = None, 0, 0  # held: feature rows [held_top, produced)
-    stretches = iter(plan)
-    stretch = next(stretches, None)
-    for chunk in body.stream(bands):
+    if tail.stream is not None:
+        strips = _StreamedTail(tail, (0, width), (0, width), 0, (0, height), tail_budget, element_size)
+        for band, last in bands:
+            yield from strips.feed(streamer(band, last), last)
+        return
+    held, held_top, produced, done = None, 0, 0, 0  # held: feature rows [held_top, produced); done: rows output
+    for band, last in bands:
+        chunk = streamer(band, last)
         held = chunk if held is None else stack_rows([held, chunk])
         produced += chunk.shape[2]
-        while stretch is not None and min(height, stretch[-1].y1 + tail.radius) <= produced:
-            for t in stretch:
+        end = height if produced >= height else max(done, produced - tail.radius)
+        if end > done:
+            for t in _tail_tiles(tail, (done, 0, end, width), height, width, element_size, tail_budget):
                 yield t, _kept(tail.forward(prepare(_crop(held, t, held_top))), t, tail.scale)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-            keep_from = max(0, stretch[-1].y1 - tail.radius)
-            held, held_top = stack_rows([held[:, :, keep_from - held_top :]]), keep_from
-            stretch = next(stretches, None)
-    if stretch is not None:
+            keep_from = max(0, end - tail.radius)
+            held, held_top, done = stack_rows([held[:, :, keep_from - held_top :]]), keep_from, end
+    if done < height:
         raise RuntimeError(f"the streamed body stopped at row {produced} of {height}")
 
 
@@ -266,14 +305,11 @@ def iter_staged(
     (``element_size`` bytes per value). ``prepare`` puts each window on the model's device, dtype and layout;
     ``fresh_allocation``: see :func:`_stream_rows` (``devices.fresh_allocation_size``).
 
-    One stage runs as plain tiles; two (a body at the input's resolution, then a tail) as described in the module
-    docstring. The output equals the whole-image forward.
+    One stage runs as plain tiles (``progress`` per tile); two (a body at the input's resolution, then a tail) as
+    described in the module docstring, with ``progress`` called per piece as (input pixels done, input pixels). The
+    output equals the whole-image forward.
     """
     _, _, height, width = x.shape
-    rows = _stream_rows(stages, height, width, budget, element_size, fresh_allocation)
-    if rows:
-        yield from _iter_streamed(stages, x, rows, _tail_budget(budget), element_size, prepare, progress)
-        return
     if len(stages) == 1:
         (only,) = stages
         tile = plan_for_budget(height, width, only.radius, only.elements_per_pixel * element_size, budget)
@@ -281,15 +317,26 @@ def iter_staged(
         return
     if len(stages) != 2 or stages[0].scale != 1:
         raise ValueError("iter_staged runs one stage, or a body at the input's resolution followed by a tail")
-    tail = stages[1]
-    plan = _staged_plan(stages, height, width, budget, element_size)
-    total, done = sum(len(inner) for _, inner in plan), 0
-    for outer, inner in plan:
-        features = stages[0].forward(prepare(_crop(x, outer)))
-        fy, fx = outer.y0 - outer.pad_top, outer.x0 - outer.pad_left  # where the features start in the image
-        for t in inner:
-            yield t, _kept(tail.forward(prepare(_crop(features, t, fy, fx))), t, tail.scale)
-            done += 1
-            if progress is not None:
-                progress(done, total)
+    rows = _stream_rows(stages, height, width, budget, element_size, fresh_allocation)
+    pieces = (_iter_streamed(stages, x, rows, _tail_budget(budget), element_size, prepare) if rows
+              else _iter_windows(stages, x, budget, element_size, prepare))  # fmt: skip
+    done = 0
+    for t, piece in pieces:
+        yield t, piece
+        done += (t.y1 - t.y0) * (t.x1 - t.x0)
+        if progress is not None:
+            progress(done, height * width)
+
+
+def _iter_windows(stages: Sequence[InferenceStage], x: torch.Tensor, budget: int, element_size: int,
+                  prepare: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[tuple[Tile, torch.Tensor]]:  # fmt: skip
+    """The body on budget-sized windows, the tail over each window's kept part."""
+    body, tail = stages
+    _, _, height, width = x.shape
+    tail_budget = _tail_budget(budget)
+    body_tile = plan_for_budget(height, width, body.radius + tail.radius, body.elements_per_pixel * element_size,
+                                budget - tail_budget)  # fmt: skip
+    for outer in plan_tiles(height, width, body_tile, body.radius + tail.radius):
+        features = body.forward(prepare(_crop(x, outer)))
+        yield from _tail_pieces(tail, features, outer, height, width, tail_budget, element_size, prepare)
         del features

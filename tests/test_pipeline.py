@@ -158,14 +158,14 @@ def test_model_output_is_quantised_tile_by_tile(weights_dir):
     """No float copy of the whole output is made: numpy's peak allocation stays a fraction of it."""
     import tracemalloc
 
-    img = Image.fromarray(np.random.default_rng(7).integers(0, 256, (320, 320, 3), dtype=np.uint8))
+    img = Image.fromarray(np.random.default_rng(7).integers(0, 256, (480, 480, 3), dtype=np.uint8))
     sr_core.upscale(img.crop((0, 0, 20, 20)), "srresnet", 4, weights_dir=weights_dir)
-    float_output_bytes = 1280 * 1280 * 3 * 4
+    float_output_bytes = 1920 * 1920 * 3 * 4
     tracemalloc.start()
     try:
         out = sr_core.upscale(img, "srresnet", 4, memory_budget=4 << 20, weights_dir=weights_dir)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert out.size == (1280, 1280)
+    assert out.size == (1920, 1920)
     assert peak < float_output_bytes / 8, peak

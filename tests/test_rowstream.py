@@ -3,13 +3,16 @@ streamed path of budget-sized staged inference (the output, its coverage and its
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+import sr_core.tiling as tiling
 from sr_core.models.srresnet import channels_last_prelu
-from sr_core.rowstream import RowConv, RowDelay, stack_rows
+from sr_core.rowstream import RowConv, RowDelay, RowGroups, stack_rows
 from sr_core.tiling import _stream_rows, iter_staged
 
 CL = torch.channels_last
@@ -19,6 +22,23 @@ def bands_of(x: torch.Tensor, rows: int):
     height = x.shape[2]
     return [(x[:, :, top : top + rows].contiguous(memory_format=CL), top + rows >= height)
             for top in range(0, height, rows)]  # fmt: skip
+
+
+def assert_pixel_progress(calls: list[tuple[int, int]], pixels: int) -> None:
+    """Staged progress: one call per piece, input pixels done rising to all of them."""
+    assert calls and all(total == pixels for _, total in calls)
+    done = [d for d, _ in calls]
+    assert done == sorted(set(done)) and done[-1] == pixels
+
+
+def assembled(stages, x: torch.Tensor, scale: int, budget: int, **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """The staged pieces pasted into one output, and how often each output pixel was written."""
+    out = torch.full((1, 3, x.shape[2] * scale, x.shape[3] * scale), float("nan"))
+    cover = torch.zeros(1, 1, *out.shape[2:])
+    for t, piece in iter_staged(stages, x, budget=budget, element_size=4, **options):
+        out[:, :, t.y0 * scale : t.y1 * scale, t.x0 * scale : t.x1 * scale] = piece
+        cover[:, :, t.y0 * scale : t.y1 * scale, t.x0 * scale : t.x1 * scale] += 1
+    return out, cover
 
 
 def streamed(layer, x: torch.Tensor, rows: int) -> torch.Tensor:
@@ -116,7 +136,7 @@ def test_staged_inference_streams_when_the_image_does_not_fit_one_window(tiny_sr
         whole = model.eval()(x)
     assert torch.equal(cover, torch.ones_like(cover))
     torch.testing.assert_close(out, whole, atol=1e-5, rtol=1e-5)
-    assert len(calls) > 1 and calls == [(i, len(calls)) for i in range(1, len(calls) + 1)]
+    assert_pixel_progress(calls, 70 * 31)
 
 
 def test_whole_image_windows_stay_under_the_fresh_allocation_size(tiny_srresnet):
@@ -145,3 +165,56 @@ def test_fresh_allocation_size_is_glibcs_ceiling_only_with_its_default_settings(
     monkeypatch.setattr(devices, "_freed_memory_kept", False)
     monkeypatch.setattr(devices, "_glibc", lambda: False)
     assert devices.fresh_allocation_size(cpu) is None
+
+
+def test_row_conv_of_a_bare_weight_equals_the_padded_convolution():
+    torch.manual_seed(3)
+    weight, bias = torch.randn(5, 4, 5, 5), torch.randn(5)
+    x = torch.randn(1, 4, 21, 13)
+    with torch.no_grad():
+        out = streamed(RowConv.of_weight(weight, bias), x, 4)
+        torch.testing.assert_close(out, F.conv2d(x, weight, bias, padding=2))
+    with pytest.raises(ValueError, match="odd square"):
+        RowConv.of_weight(torch.randn(2, 2, 4, 4))
+
+
+@pytest.mark.parametrize("rows", [1, 3, 4, 11])
+def test_row_groups_pass_whole_groups_and_everything_at_the_end(rows):
+    x = torch.arange(26 * 3, dtype=torch.float32).reshape(1, 1, 26, 3)
+    groups = RowGroups(4)
+    outs = [groups(band, last) for band, last in bands_of(x, rows)]
+    assert all(o.shape[2] % 4 == 0 for o in outs[:-1])
+    torch.testing.assert_close(torch.cat(outs, 2), x)
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+@pytest.mark.parametrize("rows", [1, 2, 5, 40])
+def test_srresnet_streamed_reconstruction_equals_the_whole_image_tail(tiny_srresnet, scale, rows):
+    fused = tiny_srresnet(scale=scale, num_blocks=1, channels=8).fuse_for_inference()
+    features = torch.randn(1, 8, 23, 17, generator=torch.Generator().manual_seed(scale)).contiguous(memory_format=CL)
+    streamer = fused.inference_stages()[1].stream()
+    with torch.no_grad():
+        outs = [streamer(band, last) for band, last in bands_of(features, rows)]
+        whole = fused.reconstruct(features)
+    assert all(o.shape[2] % scale == 0 for o in outs)  # whole input rows only
+    torch.testing.assert_close(torch.cat(outs, 2), whole, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("budget", [1 << 30, 120_000, 40_000, 1])
+@pytest.mark.parametrize("tail_streams", [True, False])
+def test_staged_pieces_cover_the_output_once_and_equal_the_whole_image_forward(tiny_srresnet, monkeypatch, budget,
+                                                                                 tail_streams):  # fmt: skip
+    """Windows or a streamed body (by budget), with the tail streamed in several strips and bands or on tiles."""
+    monkeypatch.setattr(tiling, "TAIL_STRIP_COLUMNS", 9)  # several strips, the last one narrower
+    monkeypatch.setattr(tiling, "TAIL_BAND_ROWS", 3)
+    model = tiny_srresnet(scale=2, num_blocks=2, channels=8)
+    body, tail = model.fuse_for_inference().inference_stages()
+    stages = (body, tail if tail_streams else dataclasses.replace(tail, stream=None))
+    x = torch.rand(1, 3, 47, 31, generator=torch.Generator().manual_seed(4))
+    calls = []
+    with torch.no_grad():
+        out, cover = assembled(stages, x, 2, budget, progress=lambda d, n: calls.append((d, n)))
+        whole = model.eval()(x)
+    assert torch.equal(cover, torch.ones_like(cover))
+    torch.testing.assert_close(out, whole, atol=1e-5, rtol=1e-5)
+    assert_pixel_progress(calls, 47 * 31)

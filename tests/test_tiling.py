@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -177,13 +178,16 @@ def test_srresnet_forward_equals_the_textbook_layer_order(tiny_srresnet):
         torch.testing.assert_close(a, b)
 
 
-def test_staged_progress_counts_every_tail_window(tiny_srresnet):
+def test_staged_progress_counts_input_pixels_per_piece(tiny_srresnet):
     model = tiny_srresnet(scale=2).fuse_for_inference()
     calls = []
     with torch.no_grad():
         pieces = list(iter_staged(model.inference_stages(), torch.rand(1, 3, 40, 50), budget=200_000, element_size=4,
                                   progress=lambda d, t: calls.append((d, t))))  # fmt: skip
-    assert len(pieces) > 1 and calls == [(i, len(pieces)) for i in range(1, len(pieces) + 1)]
+    done = [d for d, _ in calls]
+    assert len(calls) == len(pieces) > 1 and {t for _, t in calls} == {40 * 50}
+    assert done == sorted(set(done)) and done[-1] == 40 * 50
+    assert done == list(itertools.accumulate((t.y1 - t.y0) * (t.x1 - t.x0) for t, _ in pieces))
 
 
 def test_training_works_after_inference_in_the_same_process(tiny_srresnet):

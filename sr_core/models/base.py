@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -24,6 +24,7 @@ from torch import nn
 from ..atomic import write_json_atomic, write_text_atomic
 from ..errors import WeightsError
 from ..hub import push_folder
+from ..rowstream import RowStreamer
 from .card import CARD_TEMPLATE, LIBRARY_NAME, LICENSE, PIPELINE_TAG, ModelFacts, build_card
 from .files import (
     CARD_NAME,
@@ -54,8 +55,8 @@ class InferenceStage:
     sizes its windows to a memory budget.
 
     A stage that can also run on row bands, each row computed once (:mod:`sr_core.rowstream`), sets ``stream``: it
-    takes an iterable of (band, is_last) input row bands and yields its output as consecutive row chunks, holding
-    ``stream_elements_per_pixel`` values per pixel of a band and ``stream_state_per_column`` between bands.
+    makes a fresh :data:`~sr_core.rowstream.RowStreamer` for one image, which holds ``stream_elements_per_pixel``
+    values per pixel of a band and ``stream_state_per_column`` between bands.
     ``map_elements_per_pixel``: values per pixel of its largest single activation (0: unknown), from which tiling
     keeps each allocation under the size the allocator would hand out fresh every time.
     """
@@ -64,7 +65,7 @@ class InferenceStage:
     scale: int
     radius: int
     elements_per_pixel: int
-    stream: Callable[[Iterable[tuple[torch.Tensor, bool]]], Iterator[torch.Tensor]] | None = None
+    stream: Callable[[], RowStreamer] | None = None
     stream_elements_per_pixel: int = 0
     stream_state_per_column: int = 0
     map_elements_per_pixel: int = 0

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..rowstream import RowConv, RowDelay
+from ..rowstream import RowConv, RowDelay, RowGroups
 from .base import InferenceStage, SRModel, register_architecture
 
 SCALES = (2, 4, 8)
@@ -147,6 +147,51 @@ def subpixel_tail(stage: UpsampleStage, exit_conv: nn.Conv2d, x: torch.Tensor) -
     return F.pixel_shuffle(F.conv2d(y, weight, bias, padding=(weight.shape[-1] - 1) // 2), r)
 
 
+class FeatureStream:
+    """:meth:`SRResNet.features` of a fused copy as a :data:`~sr_core.rowstream.RowStreamer`: every layer row-streamed,
+    the long skip's entry conv recomputed on input rows held back until the trunk's output reaches them."""
+
+    def __init__(self, model: SRResNet) -> None:
+        if not model.fused:
+            raise ValueError("stream_features needs a fused inference copy (fuse_for_inference())")
+        self.entry = RowConv(model.entry[0], model.entry[1])
+        self.blocks = [(RowConv(b.conv1, b.act), RowConv(b.conv2), RowDelay(2)) for b in model.trunk]
+        self.trunk_conv = RowConv(model.trunk_conv)
+        self.skip_input = RowDelay(2 * len(model.trunk) + 1)
+        self.skip_entry = RowConv(model.entry[0], model.entry[1])
+
+    def __call__(self, band: torch.Tensor, last: bool = False) -> torch.Tensor:
+        h = self.entry(band, last)
+        for conv1, conv2, skip in self.blocks:
+            h = skip.add_into(conv2(conv1(h, last), last), h, last)
+        return self.trunk_conv(h, last).add_(self.skip_entry(self.skip_input(band, last), last))
+
+
+class ReconstructStream:
+    """:meth:`SRResNet.reconstruct` of a fused copy as a :data:`~sr_core.rowstream.RowStreamer`: each upsampling
+    conv streamed at its own resolution, the output conv before the last shuffle (as in :func:`subpixel_tail`), and
+    the output passed on in whole input rows (``scale`` output rows each)."""
+
+    def __init__(self, model: SRResNet) -> None:
+        if not model.fused:
+            raise ValueError("ReconstructStream needs a fused inference copy (fuse_for_inference())")
+        *stages, last = model.upsampler
+        self.stages = [(RowConv(s.conv), s.shuffle.upscale_factor, s.act) for s in stages]
+        self.r = r = last.shuffle.upscale_factor
+        prelu = functools.partial(channels_last_prelu, weight=last.act.weight.repeat_interleave(r * r))
+        self.last = RowConv(last.conv, prelu)
+        bias = model.exit.bias.repeat_interleave(r * r) if model.exit.bias is not None else None
+        self.exit = RowConv.of_weight(subpixel_weight(model.exit.weight, r), bias)
+        self.groups = RowGroups(model.scale)
+
+    def __call__(self, band: torch.Tensor, last: bool = False) -> torch.Tensor:
+        h = band
+        for conv, r, act in self.stages:
+            h = act(F.pixel_shuffle(conv(h, last), r).contiguous(memory_format=torch.channels_last))
+        h = F.pixel_shuffle(self.exit(self.last(h, last), last), self.r)
+        return self.groups(h.contiguous(memory_format=torch.channels_last), last)
+
+
 @register_architecture("SRResNet")
 class SRResNet(SRModel, tags=["srresnet"], paper_url="https://arxiv.org/abs/1609.04802"):
     """SRResNet: maps an RGB image in [0, 1] (N, C, h, w) to (N, C, h*scale, w*scale), linear output.
@@ -202,14 +247,19 @@ class SRResNet(SRModel, tags=["srresnet"], paper_url="https://arxiv.org/abs/1609
         tail_radius = math.ceil(sum(1 / 2**i for i in range(stages)) + 4 / c.scale) + 1
         body_elements = (3 if self.fused else 4) * c.channels  # block input and two activations (+ entry output)
         tail_elements = 9 * c.channels * 4 ** (stages - 1) + 2 * c.in_channels * c.scale**2
-        stream = {}
+        body_stream: dict = {}
+        tail_stream: dict = {}
         if self.fused:  # rows carried between bands: 2 per 3x3 conv and per block skip, the entry's input rows
             carried = (2 * (2 * c.num_blocks + 1) + 2 * c.num_blocks) * c.channels + (body_radius + 8) * c.in_channels
-            stream = {"stream": self.stream_features, "stream_elements_per_pixel": 4 * c.channels,
-                      "stream_state_per_column": carried, "map_elements_per_pixel": c.channels}  # fmt: skip
+            body_stream = {"stream": functools.partial(FeatureStream, self),
+                           "stream_elements_per_pixel": 4 * c.channels, "stream_state_per_column": carried,
+                           "map_elements_per_pixel": c.channels}  # fmt: skip
+            # the last stage's input, its conv output and activation, the conv's stacked input: 10 maps of its size
+            tail_stream = {"stream": functools.partial(ReconstructStream, self),
+                           "stream_elements_per_pixel": 10 * c.channels * 4 ** (stages - 1)}  # fmt: skip
         return (
-            InferenceStage(self.features, 1, body_radius, body_elements, **stream),
-            InferenceStage(self.reconstruct, c.scale, tail_radius, tail_elements),
+            InferenceStage(self.features, 1, body_radius, body_elements, **body_stream),
+            InferenceStage(self.reconstruct, c.scale, tail_radius, tail_elements, **tail_stream),
         )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -228,18 +278,9 @@ class SRResNet(SRModel, tags=["srresnet"], paper_url="https://arxiv.org/abs/1609
     def stream_features(self, bands: Iterable[tuple[torch.Tensor, bool]]) -> Iterator[torch.Tensor]:
         """:meth:`features` of an image fed as (row band, is_last) pairs, yielded as consecutive row chunks, each row
         computed once (:mod:`sr_core.rowstream`); equal to the whole-image features. Fused inference copies only."""
-        if not self.fused:
-            raise ValueError("stream_features needs a fused inference copy (fuse_for_inference())")
-        entry = RowConv(self.entry[0], self.entry[1])
-        blocks = [(RowConv(b.conv1, b.act), RowConv(b.conv2), RowDelay(2)) for b in self.trunk]
-        trunk_conv = RowConv(self.trunk_conv)
-        # The long skip: the entry recomputed on input rows held back until the trunk's output reaches them.
-        skip_input, skip_entry = RowDelay(2 * len(self.trunk) + 1), RowConv(self.entry[0], self.entry[1])
+        streamer = FeatureStream(self)
         for band, last in bands:
-            h = entry(band, last)
-            for conv1, conv2, skip in blocks:
-                h = skip.add_into(conv2(conv1(h, last), last), h, last)
-            h = trunk_conv(h, last).add_(skip_entry(skip_input(band, last), last))
+            h = streamer(band, last)
             if h.shape[2]:
                 yield h
 

@@ -16,6 +16,7 @@ from PIL import Image
 from .classical import upscale_array
 from .devices import (
     MIN_MEMORY_BUDGET,
+    cache_sized_windows,
     default_memory_budget,
     fresh_allocation_size,
     resolve_device,
@@ -74,7 +75,8 @@ def iter_model_tiles(
         budget = default_memory_budget(param.device) if memory_budget is None else memory_budget
         stages = model.inference_stages()
         pieces = iter_staged(stages, x, budget=budget, element_size=param.element_size(), prepare=prepare,
-                             progress=progress, fresh_allocation=fresh_allocation_size(param.device))  # fmt: skip
+                             progress=progress, fresh_allocation=fresh_allocation_size(param.device),
+                             cache_sized=cache_sized_windows(param.device))  # fmt: skip
     for tile, piece in pieces:
         yield tile, piece.float()
 

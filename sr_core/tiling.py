@@ -162,8 +162,8 @@ def iter_tiled(
             progress(i + 1, len(tiles))
 
 
-def _tail_budget(budget: int) -> int:
-    return min(budget // 4, TAIL_WINDOW_BYTES)
+def _tail_budget(budget: int, cache_sized: bool = True) -> int:
+    return min(budget // 4, TAIL_WINDOW_BYTES) if cache_sized else budget // 4
 
 
 def _tail_tiles(tail: InferenceStage, region: tuple[int, int, int, int], height: int, width: int, element_size: int,
@@ -179,7 +179,7 @@ def _tail_tiles(tail: InferenceStage, region: tuple[int, int, int, int], height:
 
 
 def _stream_rows(stages: Sequence[InferenceStage], height: int, width: int, budget: int, element_size: int,
-                 fresh_allocation: int | None = None) -> int:  # fmt: skip
+                 fresh_allocation: int | None = None, cache_sized: bool = True) -> int:  # fmt: skip
     """Input rows per band for a streaming body, or 0 for windows: when the image fits one body window (no overlap
     to save) whose feature maps stay under ``fresh_allocation`` bytes (the size from which the allocator hands out
     fresh, page-faulted memory every time; measured with glibc's defaults at 512x512 x4: 8.5 us per input pixel in
@@ -187,7 +187,7 @@ def _stream_rows(stages: Sequence[InferenceStage], height: int, width: int, budg
     body = stages[0]
     if len(stages) != 2 or body.stream is None or body.scale != 1:
         return 0
-    body_budget = (budget - _tail_budget(budget)) / element_size
+    body_budget = (budget - _tail_budget(budget, cache_sized)) / element_size
     fits = height * width * body.elements_per_pixel <= body_budget
     map_bytes = height * width * body.map_elements_per_pixel * element_size
     if fits and (fresh_allocation is None or map_bytes < fresh_allocation):
@@ -199,6 +199,7 @@ def _stream_rows(stages: Sequence[InferenceStage], height: int, width: int, budg
 class _StreamedTail:
     """The tail streamed over rows of features in column strips, :data:`TAIL_STRIP_COLUMNS` wide plus
     ``tail.radius`` columns of context each side: no row is computed twice, and each strip's bands stay in cache.
+    Not ``cache_sized`` (GPUs): one strip, in bands as tall as ``budget`` allows.
 
     Fed feature rows span image columns ``columns`` (left, right) and start at image row ``first_row``; outputs are
     yielded for image rows ``rows`` (top, bottom) and columns ``kept`` (left, right), which the features must cover
@@ -206,9 +207,10 @@ class _StreamedTail:
     """
 
     def __init__(self, tail: InferenceStage, columns: tuple[int, int], kept: tuple[int, int], first_row: int,
-                 rows: tuple[int, int], budget: int, element_size: int) -> None:  # fmt: skip
+                 rows: tuple[int, int], budget: int, element_size: int, cache_sized: bool) -> None:  # fmt: skip
         left, right = kept
-        width = _even_split(right - left, math.ceil((right - left) / TAIL_STRIP_COLUMNS))
+        strip_columns, band_rows = (TAIL_STRIP_COLUMNS, TAIL_BAND_ROWS) if cache_sized else (right - left, 1 << 30)
+        width = _even_split(right - left, math.ceil((right - left) / strip_columns))
         self.strips = []  # (kept left, kept right, first fed column, end fed column, streamer)
         for x0 in range(left, right, width):
             x1 = min(x0 + width, right)
@@ -216,7 +218,7 @@ class _StreamedTail:
             self.strips.append((x0, x1, x0 - before - columns[0], x1 + after - columns[0], tail.stream()))
         window = min(columns[1] - columns[0], width + 2 * tail.radius)
         per_row = window * tail.stream_elements_per_pixel * element_size
-        self.band_rows = max(1, min(TAIL_BAND_ROWS, budget // per_row))
+        self.band_rows = max(1, min(band_rows, budget // per_row))
         self.next_row = [first_row] * len(self.strips)
         self.rows, self.left, self.scale = rows, columns[0], tail.scale
 
@@ -240,8 +242,8 @@ class _StreamedTail:
 
 
 def _tail_pieces(tail: InferenceStage, features: torch.Tensor, outer: Tile, height: int, width: int,
-                 tail_budget: int, element_size: int,
-                 prepare: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[tuple[Tile, torch.Tensor]]:  # fmt: skip
+                 tail_budget: int, element_size: int, prepare: Callable[[torch.Tensor], torch.Tensor],
+                 cache_sized: bool) -> Iterator[tuple[Tile, torch.Tensor]]:  # fmt: skip
     """The tail's output over ``outer``'s kept part, from the body's ``features`` of its whole window: streamed in
     strips when the tail streams, else on budget-sized tiles."""
     fy, fx = outer.y0 - outer.pad_top, outer.x0 - outer.pad_left  # where the features start in the image
@@ -252,7 +254,7 @@ def _tail_pieces(tail: InferenceStage, features: torch.Tensor, outer: Tile, heig
         return
     top, bottom = max(fy, outer.y0 - tail.radius), min(fy + features.shape[2], outer.y1 + tail.radius)
     strips = _StreamedTail(tail, (fx, fx + features.shape[3]), (outer.x0, outer.x1), top, (outer.y0, outer.y1),
-                           tail_budget, element_size)  # fmt: skip
+                           tail_budget, element_size, cache_sized)  # fmt: skip
     yield from strips.feed(features[:, :, top - fy : bottom - fy], True)
 
 
@@ -263,6 +265,7 @@ def _iter_streamed(
     tail_budget: int,
     element_size: int,
     prepare: Callable[[torch.Tensor], torch.Tensor],
+    cache_sized: bool,
 ) -> Iterator[tuple[Tile, torch.Tensor]]:
     """The body streamed over bands of ``rows`` input rows, its output rows fed on to the tail as they complete:
     streamed in strips when the tail streams, else on tiles of each finished stretch of rows (with
@@ -272,7 +275,7 @@ def _iter_streamed(
     streamer = body.stream()
     bands = ((prepare(x[:, :, top : top + rows]), top + rows >= height) for top in range(0, height, rows))
     if tail.stream is not None:
-        strips = _StreamedTail(tail, (0, width), (0, width), 0, (0, height), tail_budget, element_size)
+        strips = _StreamedTail(tail, (0, width), (0, width), 0, (0, height), tail_budget, element_size, cache_sized)
         for band, last in bands:
             yield from strips.feed(streamer(band, last), last)
         return
@@ -300,10 +303,12 @@ def iter_staged(
     prepare: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
     progress: ProgressCallback | None = None,
     fresh_allocation: int | None = None,
+    cache_sized: bool = True,
 ) -> Iterator[tuple[Tile, torch.Tensor]]:
     """Like :func:`iter_tiled` for a model given as stages, with windows sized to ``budget`` bytes of activations
     (``element_size`` bytes per value). ``prepare`` puts each window on the model's device, dtype and layout;
-    ``fresh_allocation``: see :func:`_stream_rows` (``devices.fresh_allocation_size``).
+    ``fresh_allocation``: see :func:`_stream_rows` (``devices.fresh_allocation_size``); ``cache_sized``: the tail
+    runs on cache-sized pieces (``devices.cache_sized_windows``).
 
     One stage runs as plain tiles (``progress`` per tile); two (a body at the input's resolution, then a tail) as
     described in the module docstring, with ``progress`` called per piece as (input pixels done, input pixels). The
@@ -317,9 +322,10 @@ def iter_staged(
         return
     if len(stages) != 2 or stages[0].scale != 1:
         raise ValueError("iter_staged runs one stage, or a body at the input's resolution followed by a tail")
-    rows = _stream_rows(stages, height, width, budget, element_size, fresh_allocation)
-    pieces = (_iter_streamed(stages, x, rows, _tail_budget(budget), element_size, prepare) if rows
-              else _iter_windows(stages, x, budget, element_size, prepare))  # fmt: skip
+    rows = _stream_rows(stages, height, width, budget, element_size, fresh_allocation, cache_sized)
+    tail_budget = _tail_budget(budget, cache_sized)
+    pieces = (_iter_streamed(stages, x, rows, tail_budget, element_size, prepare, cache_sized) if rows
+              else _iter_windows(stages, x, budget, tail_budget, element_size, prepare, cache_sized))  # fmt: skip
     done = 0
     for t, piece in pieces:
         yield t, piece
@@ -328,15 +334,15 @@ def iter_staged(
             progress(done, height * width)
 
 
-def _iter_windows(stages: Sequence[InferenceStage], x: torch.Tensor, budget: int, element_size: int,
-                  prepare: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[tuple[Tile, torch.Tensor]]:  # fmt: skip
+def _iter_windows(stages: Sequence[InferenceStage], x: torch.Tensor, budget: int, tail_budget: int,
+                  element_size: int, prepare: Callable[[torch.Tensor], torch.Tensor],
+                  cache_sized: bool) -> Iterator[tuple[Tile, torch.Tensor]]:  # fmt: skip
     """The body on budget-sized windows, the tail over each window's kept part."""
     body, tail = stages
     _, _, height, width = x.shape
-    tail_budget = _tail_budget(budget)
     body_tile = plan_for_budget(height, width, body.radius + tail.radius, body.elements_per_pixel * element_size,
                                 budget - tail_budget)  # fmt: skip
     for outer in plan_tiles(height, width, body_tile, body.radius + tail.radius):
         features = body.forward(prepare(_crop(x, outer)))
-        yield from _tail_pieces(tail, features, outer, height, width, tail_budget, element_size, prepare)
+        yield from _tail_pieces(tail, features, outer, height, width, tail_budget, element_size, prepare, cache_sized)
         del features

@@ -201,10 +201,11 @@ def test_srresnet_streamed_reconstruction_equals_the_whole_image_tail(tiny_srres
 
 
 @pytest.mark.parametrize("budget", [1 << 30, 120_000, 40_000, 1])
-@pytest.mark.parametrize("tail_streams", [True, False])
-def test_staged_pieces_cover_the_output_once_and_equal_the_whole_image_forward(tiny_srresnet, monkeypatch, budget,
-                                                                                 tail_streams):  # fmt: skip
-    """Windows or a streamed body (by budget), with the tail streamed in several strips and bands or on tiles."""
+@pytest.mark.parametrize(("tail_streams", "cache_sized"), [(True, True), (True, False), (False, True)])
+def test_staged_pieces_cover_the_output_once_and_equal_the_whole_image(tiny_srresnet, monkeypatch, budget,
+                                                                       tail_streams, cache_sized):  # fmt: skip
+    """Windows or a streamed body (by budget), with the tail streamed in several strips and bands (cache-sized), in
+    one strip (GPUs), or on tiles."""
     monkeypatch.setattr(tiling, "TAIL_STRIP_COLUMNS", 9)  # several strips, the last one narrower
     monkeypatch.setattr(tiling, "TAIL_BAND_ROWS", 3)
     model = tiny_srresnet(scale=2, num_blocks=2, channels=8)
@@ -213,8 +214,20 @@ def test_staged_pieces_cover_the_output_once_and_equal_the_whole_image_forward(t
     x = torch.rand(1, 3, 47, 31, generator=torch.Generator().manual_seed(4))
     calls = []
     with torch.no_grad():
-        out, cover = assembled(stages, x, 2, budget, progress=lambda d, n: calls.append((d, n)))
+        out, cover = assembled(stages, x, 2, budget, cache_sized=cache_sized,
+                               progress=lambda d, n: calls.append((d, n)))  # fmt: skip
         whole = model.eval()(x)
     assert torch.equal(cover, torch.ones_like(cover))
     torch.testing.assert_close(out, whole, atol=1e-5, rtol=1e-5)
     assert_pixel_progress(calls, 47 * 31)
+
+
+def test_without_cache_sizing_the_tail_streams_in_one_strip_per_window(tiny_srresnet, monkeypatch):
+    monkeypatch.setattr(tiling, "TAIL_STRIP_COLUMNS", 9)
+    stages = tiny_srresnet(scale=2, num_blocks=2, channels=8).fuse_for_inference().inference_stages()
+    x = torch.rand(1, 3, 20, 31)
+    with torch.no_grad():
+        cached = list(iter_staged(stages, x, budget=1 << 30, element_size=4))
+        uncached = list(iter_staged(stages, x, budget=1 << 30, element_size=4, cache_sized=False))
+    assert {(t.x0, t.x1) for t, _ in uncached} == {(0, 31)}
+    assert len({(t.x0, t.x1) for t, _ in cached}) == 4  # 31 columns in strips of at most 9

@@ -204,6 +204,30 @@ def artifact_loss(sr: torch.Tensor, hr: torch.Tensor, sr_ema: torch.Tensor, kern
     return F.l1_loss(weight * sr.float(), weight * hr.float())
 
 
+def periodic_pattern(x: torch.Tensor, period: int, region: int) -> torch.Tensor:
+    """(N, C, period**2, H // region, W // region): the mean of each of the period x period pixel phases over each
+    ``region`` x ``region`` block (a multiple of ``period``), less the block's mean: what repeats every ``period``
+    pixels there. Texture that does not repeat at that period averages out."""
+    if region % period or min(x.shape[-2:]) < region:
+        raise ValueError(f"region {region} must be a multiple of the period {period} and fit the {tuple(x.shape[-2:])} "
+                         "image")  # fmt: skip
+    h, w = x.shape[-2] - x.shape[-2] % region, x.shape[-1] - x.shape[-1] % region
+    phases = F.avg_pool2d(F.pixel_unshuffle(x[..., :h, :w].float(), period), region // period)
+    phases = phases.unflatten(1, (x.shape[1], period * period))
+    return phases - phases.mean(dim=2, keepdim=True)
+
+
+GRID_REGION = 32
+"""Pixels per side of the blocks :func:`grid_loss` compares: local enough for a grid in one part of a patch."""
+
+
+def grid_loss(sr: torch.Tensor, hr: torch.Tensor, period: int, region: int = GRID_REGION) -> torch.Tensor:
+    """L1 between the :func:`periodic_pattern` of SR and of HR: penalises a fixed grid of dots at the upsampler's
+    period (what sub-pixel generators paint under an adversarial loss), and leaves texture that does not repeat
+    at that period to the other losses."""
+    return F.l1_loss(periodic_pattern(sr, period, region), periodic_pattern(hr, period, region).detach())
+
+
 def feature_matching_loss(discriminator: nn.Module, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     """Mean L1 distance between the discriminator's feature maps of SR and HR, averaged over its conv blocks.
 

@@ -173,3 +173,26 @@ def test_feature_matching_is_zero_for_identical_images_in_training_mode():
     hr = torch.rand(3, 3, 40, 40, requires_grad=True)
     feature_matching_loss(d, torch.rand(3, 3, 40, 40), hr).backward()
     assert hr.grad is None
+
+
+def test_grid_loss_sees_a_dot_grid_at_the_period_and_not_texture_of_the_same_energy():
+    from sr_core.losses import grid_loss, periodic_pattern
+
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(2, 3, 96, 96, generator=g)
+    dots = torch.zeros(1, 1, 96, 96)
+    dots[..., ::4, ::4] = 0.1  # one bright pixel in every 4x4 cell, as sub-pixel generators paint them
+    noise = torch.randn(2, 3, 96, 96, generator=g)
+    noise = noise * (dots - dots.mean()).square().mean().sqrt() / noise.std()  # the grid's energy, no period
+    assert grid_loss(hr, hr, 4).item() == 0.0
+    with_grid, with_noise = grid_loss(hr + dots, hr, 4).item(), grid_loss(hr + noise, hr, 4).item()
+    assert with_grid > 5 * with_noise
+    # the grid's pattern, computed independently: each phase's mean offset from the cell mean
+    expected = torch.full((16,), -0.1 / 16)
+    expected[0] += 0.1
+    torch.testing.assert_close(periodic_pattern(dots, 4, 32)[0, 0, :, 0, 0], expected)
+    sr = (hr + dots).requires_grad_(True)
+    grid_loss(sr, hr, 4).backward()
+    assert sr.grad is not None and sr.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="multiple of the period"):
+        grid_loss(hr, hr, 4, region=30)

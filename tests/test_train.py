@@ -380,11 +380,12 @@ def test_srgan_with_feature_matching(stage1_run, image_folders, tmp_path):
 def test_srgan_relativistic_with_the_ldl_artifact_loss(stage1_run, image_folders, tmp_path):
     out = tmp_path / "gan_ldl"
     extra = ("loss.content_weight=0", "loss.gan_type=relativistic", "loss.artifact_weight=1", "train.ema_decay=0.9",
-             "train.steps=2")  # fmt: skip
+             "loss.grid_weight=2", "train.steps=2")  # fmt: skip
     assert run(image_folders, out, *srgan_args(stage1_run, *extra)) == EXIT_OK
     for r in loss_records(out):
-        assert r["artifact"] >= 0 and r["d_loss"] > 0
-        assert r["loss"] == pytest.approx(r["pixel"] + 0.001 * r["adversarial"] + r["artifact"], rel=1e-5)
+        assert r["artifact"] >= 0 and r["grid"] > 0 and r["d_loss"] > 0
+        expected = r["pixel"] + 0.001 * r["adversarial"] + r["artifact"] + 2 * r["grid"]
+        assert r["loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_srgan_with_a_spectral_norm_discriminator_trains_and_resumes(stage1_run, image_folders, tmp_path):
@@ -408,6 +409,10 @@ def test_gan_loss_options_are_checked():
         load_config(None, [*base, "loss.artifact_weight=1", "train.ema_decay=0.99", "loss.artifact_kernel=4"])
     with pytest.raises(ConfigError, match="loss.artifact_weight"):
         load_config(None, ["data.train_dir=x", "data.val_dir=y", "loss.artifact_weight=1", "train.ema_decay=0.99"])
+    with pytest.raises(ConfigError, match="loss.grid_weight"):
+        load_config(None, [*base, "loss.grid_weight=1", "data.patch_size=24"])
+    with pytest.raises(ConfigError, match="loss.grid_weight"):
+        load_config(None, ["data.train_dir=x", "data.val_dir=y", "loss.grid_weight=1"])
 
 
 @pytest.fixture(scope="module")

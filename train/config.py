@@ -19,7 +19,7 @@ import yaml
 
 from sr_core.degradations import NAMED_DEGRADATIONS, DegradationConfig
 from sr_core.hub import HUB_ID
-from sr_core.losses import GAN_TYPES
+from sr_core.losses import GAN_TYPES, GRID_REGION
 from sr_core.models import generator_architectures
 
 STAGES = ("srresnet", "srgan")
@@ -102,7 +102,8 @@ class OptimConfig:
 class LossConfig:
     """Generator loss: ``pixel_weight * pixel + content_weight * VGG + adversarial_weight * adversarial``
     ``+ feature_matching_weight * discriminator feature matching`` (a VGG-free perceptual term)
-    ``+ artifact_weight * LDL artefact loss`` (needs train.ema_decay > 0: the EMA generator is its reference)."""
+    ``+ artifact_weight * LDL artefact loss`` (needs train.ema_decay > 0: the EMA generator is its reference)
+    ``+ grid_weight * grid loss`` (the dot grid at the upscaling period, ``sr_core.losses.grid_loss``)."""
 
     pixel: str = "mse"
     pixel_weight: float = 1.0
@@ -113,6 +114,7 @@ class LossConfig:
     """vanilla (BCE, the SRGAN paper) | relativistic (ESRGAN's relativistic average) | hinge."""
     artifact_weight: float = 0.0
     artifact_kernel: int = 7
+    grid_weight: float = 0.0
     vgg_weights: str | None = None
     vgg_layer: int = 36
     vgg_feature_scale: float = 1.0
@@ -341,6 +343,7 @@ def _check_stage(config: Config) -> None:
             "must be 0 for stage srresnet (it needs the discriminator of stage srgan)",
         )
         _check(lo.artifact_weight == 0, "loss.artifact_weight", "must be 0 for stage srresnet (a GAN-stage loss)")
+        _check(lo.grid_weight == 0, "loss.grid_weight", "must be 0 for stage srresnet (a GAN-stage loss)")
     else:
         _check(
             lo.pixel_weight + lo.content_weight + lo.adversarial_weight > 0,
@@ -425,11 +428,14 @@ def validate(config: Config) -> Config:
         "must be 0 with train.freeze_bn=true (the weights are trained against the frozen statistics)",
     )
     _check(lo.pixel in PIXEL_LOSSES, "loss.pixel", f"must be one of {PIXEL_LOSSES}")
-    for key in ("pixel_weight", "content_weight", "adversarial_weight", "feature_matching_weight", "artifact_weight"):
+    for key in ("pixel_weight", "content_weight", "adversarial_weight", "feature_matching_weight", "artifact_weight",
+                "grid_weight"):
         value = getattr(lo, key)
         _check(math.isfinite(value) and value >= 0, f"loss.{key}", "must be a number >= 0")
     _check(lo.gan_type in GAN_TYPES, "loss.gan_type", f"must be one of {GAN_TYPES}")
     _check(lo.artifact_kernel >= 3 and lo.artifact_kernel % 2 == 1, "loss.artifact_kernel", "must be odd and >= 3")
+    _check(lo.grid_weight == 0 or config.data.patch_size >= GRID_REGION, "loss.grid_weight",
+           f"needs data.patch_size >= {GRID_REGION} (the loss compares {GRID_REGION}-pixel blocks)")  # fmt: skip
     _check(
         lo.artifact_weight == 0 or t.ema_decay > 0,
         "loss.artifact_weight",

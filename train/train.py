@@ -49,7 +49,14 @@ from sr_core.evaluate import evaluate, summarize
 from sr_core.hub import push_folder
 from sr_core.inference import prepare_for_inference
 from sr_core.io import from_array, to_array
-from sr_core.losses import AdversarialLoss, PixelLoss, VGGContentLoss, artifact_loss, feature_matching_loss
+from sr_core.losses import (
+    AdversarialLoss,
+    PixelLoss,
+    VGGContentLoss,
+    artifact_loss,
+    feature_matching_loss,
+    grid_loss,
+)
 from sr_core.models import WEIGHTS_NAME, Discriminator, SRModel, build_model, load_pretrained
 from sr_core.pipeline import model_forward_array
 from sr_core.registry import get_method, load_model
@@ -210,7 +217,7 @@ class Trainer:
             )
             self.scheduler_d = torch.optim.lr_scheduler.LambdaLR(self.optimizer_d, lr_factor(config))
         self.terms = ["loss", "pixel", "content"] + (
-            ["adversarial", "feature", "artifact", "d_loss", "d_hr", "d_sr"] if self.gan else []
+            ["adversarial", "feature", "artifact", "grid", "d_loss", "d_hr", "d_sr"] if self.gan else []
         )
         self.ema: EMA | None = None
         self.baseline_cache: dict[str, dict[str, float]] = {}
@@ -277,7 +284,7 @@ class Trainer:
             total = lo.pixel_weight * pixel + lo.content_weight * content
             return total, [total, pixel, content]
         adversarial = self.adversarial.generator_loss(discriminator(sr), real_logits)
-        feature = artifact = zero
+        feature = artifact = grid = zero
         if lo.feature_matching_weight > 0:
             with self.accelerator.autocast():
                 feature = feature_matching_loss(discriminator, sr, hr)
@@ -285,14 +292,17 @@ class Trainer:
             with torch.no_grad(), self.accelerator.autocast():
                 sr_ema = self.ema.shadow(lr)
             artifact = artifact_loss(sr, hr, sr_ema, lo.artifact_kernel)
+        if lo.grid_weight > 0:
+            grid = grid_loss(sr, hr, self.config.model.scale)
         total = (
             lo.pixel_weight * pixel
             + lo.content_weight * content
             + lo.adversarial_weight * adversarial
             + lo.feature_matching_weight * feature
             + lo.artifact_weight * artifact
+            + lo.grid_weight * grid
         )
-        return total, [total, pixel, content, adversarial, feature, artifact]
+        return total, [total, pixel, content, adversarial, feature, artifact, grid]
 
     def _check_finite(self, values: torch.Tensor, losses: int) -> torch.Tensor:
         """All-process mean of the step's values; raises DivergedError (on every process) if a loss is not finite."""
@@ -335,7 +345,7 @@ class Trainer:
                 torch.sigmoid(real_logits.detach().float()).mean(),
                 torch.sigmoid(fake_logits.detach().float()).mean(),
             ]
-            values = self._check_finite(torch.stack([*terms, d_loss, *probs]), losses=7)
+            values = self._check_finite(torch.stack([*terms, d_loss, *probs]), losses=len(terms) + 1)
             acc.backward(g_loss)
             self._clip(self.generator)
             self.optimizer_g.step()

@@ -162,7 +162,7 @@ def iter_tiled(
             progress(i + 1, len(tiles))
 
 
-def _tail_budget(budget: int, cache_sized: bool = True) -> int:
+def _tail_budget(budget: int, cache_sized: bool) -> int:
     return min(budget // 4, TAIL_WINDOW_BYTES) if cache_sized else budget // 4
 
 
@@ -209,7 +209,7 @@ class _StreamedTail:
     def __init__(self, tail: InferenceStage, columns: tuple[int, int], kept: tuple[int, int], first_row: int,
                  rows: tuple[int, int], budget: int, element_size: int, cache_sized: bool) -> None:  # fmt: skip
         left, right = kept
-        strip_columns, band_rows = (TAIL_STRIP_COLUMNS, TAIL_BAND_ROWS) if cache_sized else (right - left, 1 << 30)
+        strip_columns = TAIL_STRIP_COLUMNS if cache_sized else right - left
         width = _even_split(right - left, math.ceil((right - left) / strip_columns))
         self.strips = []  # (kept left, kept right, first fed column, end fed column, streamer)
         for x0 in range(left, right, width):
@@ -218,7 +218,8 @@ class _StreamedTail:
             self.strips.append((x0, x1, x0 - before - columns[0], x1 + after - columns[0], tail.stream()))
         window = min(columns[1] - columns[0], width + 2 * tail.radius)
         per_row = window * tail.stream_elements_per_pixel * element_size
-        self.band_rows = max(1, min(band_rows, budget // per_row))
+        fitting = max(1, budget // per_row)
+        self.band_rows = min(TAIL_BAND_ROWS, fitting) if cache_sized else fitting
         self.next_row = [first_row] * len(self.strips)
         self.rows, self.left, self.scale = rows, columns[0], tail.scale
 
@@ -241,6 +242,14 @@ class _StreamedTail:
                            out[:, :, (y0 - first) * s : (y1 - first) * s, offset * s : (offset + x1 - x0) * s])
 
 
+def _run_tail_tiles(tail: InferenceStage, tiles: list[Tile], features: torch.Tensor, top: int, left: int,
+                    prepare: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[tuple[Tile, torch.Tensor]]:
+    """The tail on ``tiles`` cut from ``features``, whose first row and column are image row ``top``, column
+    ``left``."""
+    for t in tiles:
+        yield t, _kept(tail.forward(prepare(_crop(features, t, top, left))), t, tail.scale)
+
+
 def _tail_pieces(tail: InferenceStage, features: torch.Tensor, outer: Tile, height: int, width: int,
                  tail_budget: int, element_size: int, prepare: Callable[[torch.Tensor], torch.Tensor],
                  cache_sized: bool) -> Iterator[tuple[Tile, torch.Tensor]]:  # fmt: skip
@@ -249,8 +258,8 @@ def _tail_pieces(tail: InferenceStage, features: torch.Tensor, outer: Tile, heig
     fy, fx = outer.y0 - outer.pad_top, outer.x0 - outer.pad_left  # where the features start in the image
     region = (outer.y0, outer.x0, outer.y1, outer.x1)
     if tail.stream is None:
-        for t in _tail_tiles(tail, region, height, width, element_size, tail_budget):
-            yield t, _kept(tail.forward(prepare(_crop(features, t, fy, fx))), t, tail.scale)
+        tiles = _tail_tiles(tail, region, height, width, element_size, tail_budget)
+        yield from _run_tail_tiles(tail, tiles, features, fy, fx, prepare)
         return
     top, bottom = max(fy, outer.y0 - tail.radius), min(fy + features.shape[2], outer.y1 + tail.radius)
     strips = _StreamedTail(tail, (fx, fx + features.shape[3]), (outer.x0, outer.x1), top, (outer.y0, outer.y1),
@@ -286,8 +295,8 @@ def _iter_streamed(
         produced += chunk.shape[2]
         end = height if produced >= height else max(done, produced - tail.radius)
         if end > done:
-            for t in _tail_tiles(tail, (done, 0, end, width), height, width, element_size, tail_budget):
-                yield t, _kept(tail.forward(prepare(_crop(held, t, held_top))), t, tail.scale)
+            tiles = _tail_tiles(tail, (done, 0, end, width), height, width, element_size, tail_budget)
+            yield from _run_tail_tiles(tail, tiles, held, held_top, 0, prepare)
             keep_from = max(0, end - tail.radius)
             held, held_top, done = stack_rows([held[:, :, keep_from - held_top :]]), keep_from, end
     if done < height:

@@ -8,7 +8,8 @@ Prints, from one run:
   2. the CPU's bf16 (or fp32) convolution peak, from the model's dominant 64->64 3x3 convolution alone, and the share
      of it sr_core's model time reaches (useful convolution FLOPs / time);
   3. peak RSS of a fresh process upscaling 512, 1024 and 2048 input at x4, and its live peak (glibc set to map and
-     unmap every allocation over 128 KiB, so free heap memory is not counted), against the output's own bytes;
+     unmap every allocation over 128 KiB, so free heap memory is not counted), against the output's own bytes; the
+     upscale's own live peak (over the process with its input loaded) and its working memory beyond the output;
   4. folder throughput: ``sr-upscale`` on a folder of images against the sum of the model-only times;
   5. on CUDA (when present): output megapixels/s, bf16 and channels_last, with and without torch.compile.
 
@@ -19,6 +20,7 @@ Prints, from one run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -35,12 +37,25 @@ ROOT = Path(__file__).resolve().parents[1]
 SCALE = 4
 
 
+def _status_mb(field: str) -> float | None:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
 def _peak_rss_mb() -> float:
     """This process's peak RSS (VmHWM: unlike ru_maxrss it does not inherit the parent's peak across exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if peak is None else peak
+
+
+def _reset_peak_rss() -> float:
+    """Restart the peak (VmHWM) from the current RSS where Linux allows it; returns the current RSS in MB."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    current = _status_mb("VmRSS")
+    return _peak_rss_mb() if current is None else current
 
 
 def photo(size: int) -> np.ndarray:
@@ -181,7 +196,7 @@ def _rss_worker(size: int, keep_freed: bool, queue: mp.Queue) -> None:
 
     lr = Image.fromarray(photo(size))
     sr_core.upscale(lr.crop((0, 0, 48, 48)), "srresnet", SCALE)
-    before = _peak_rss_mb()
+    before = _reset_peak_rss()
     start = time.perf_counter()
     out = sr_core.upscale(lr, "srresnet", SCALE)
     seconds = time.perf_counter() - start
@@ -220,7 +235,9 @@ def rss_rows(sizes: list[int], keep_freed: bool) -> list[dict]:
     rows = []
     for size in sizes:
         row = _rss_process(size, keep_freed, {})
-        row["live_peak_mb"] = _rss_process(size, False, EXACT_MALLOC)["peak_rss_mb"]
+        live = _rss_process(size, False, EXACT_MALLOC)
+        row["live_peak_mb"], row["live_before_mb"] = live["peak_rss_mb"], live["runtime_rss_mb"]
+        row["working_mb"] = row["live_peak_mb"] - row["live_before_mb"] - row["output_mb"]
         rows.append(row)
         print(f"  rss {size}: {row['peak_rss_mb']:.0f} MB (live {row['live_peak_mb']:.0f} MB)", file=sys.stderr,
               flush=True)  # fmt: skip
@@ -318,20 +335,30 @@ def report(args: argparse.Namespace, results: dict) -> None:
         achieved = flops * r["size"] ** 2 / r["sr_core_s"] / 1e9
         print(f"  {r['size']}: {achieved:.0f} GFLOP/s useful = {100 * achieved / peak:.0f}% of the conv peak")
     if results.get("rss"):
-        print("\n| input | seconds | peak RSS MB | live peak MB | runtime before MB | output MB (as PIL holds it) |")
-        print("|---:|---:|---:|---:|---:|---:|")
+        print(
+            "\n| input | seconds | peak RSS MB | live peak MB | before MB (live) | output MB (as PIL holds it) "
+            "| working MB |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|")
         for r in results["rss"]:
             print(
                 f"| {r['size']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['live_peak_mb']:.0f} | "
-                f"{r['runtime_rss_mb']:.0f} | {r['output_mb']:.0f} |"
+                f"{r['runtime_rss_mb']:.0f} ({r['live_before_mb']:.0f}) | {r['output_mb']:.0f} | "
+                f"{r['working_mb']:.0f} |"
             )
+        print(
+            "(before: the process with the input image loaded, just before the upscale; working: the upscale's live "
+            "peak over that and its output)"
+        )
         rss = results["rss"]
         for first, last in [*zip(rss, rss[1:], strict=False), (rss[0], rss[-1])]:
             out_growth = last["output_mb"] - first["output_mb"]
             growth, live = (last[k] - first[k] for k in ("peak_rss_mb", "live_peak_mb"))
+            own = (last["live_peak_mb"] - last["live_before_mb"]) - (first["live_peak_mb"] - first["live_before_mb"])
             print(
                 f"from {first['size']} to {last['size']} input the output grows {out_growth:.0f} MB; peak RSS "
-                f"{growth:.0f} MB (ratio {growth / out_growth:.2f}), live peak {live:.0f} MB ({live / out_growth:.2f})"
+                f"{growth:.0f} MB (ratio {growth / out_growth:.2f}), live peak {live:.0f} MB "
+                f"({live / out_growth:.2f}), the upscale's own live peak {own:.0f} MB ({own / out_growth:.2f})"
             )
     if results.get("folder"):
         f = results["folder"]

@@ -331,12 +331,23 @@ def _from_numpy(array: np.ndarray, label: str, max_pixels: int | None) -> Image.
     return Image.frombytes(_MODE_FOR_CHANNELS[channels], (width, height), data.tobytes())
 
 
-def _from_pil(image: Image.Image, label: str, max_pixels: int | None) -> Image.Image:
+def _from_pil(image: Image.Image, label: str, max_pixels: int | None, copy: bool) -> Image.Image:
     _check_pixels(image.width, image.height, max_pixels, label)
     with _decoding(label, max_pixels):
         with _pillow_settings(_pillow_pixels(image.size), max_pixels):
             image.load()
-        return _finish(image, label)
+        return image if not copy and _ready(image) else _finish(image, label)
+
+
+def _ready(image: Image.Image) -> bool:
+    """Whether a caller's image can be read as it is: one frame, a canonical mode with no transparency key, and no
+    EXIF rotation to apply."""
+    if image.mode not in CANONICAL_MODES or "transparency" in image.info or getattr(image, "n_frames", 1) != 1:
+        return False
+    try:
+        return image.getexif().get(_ORIENTATION_TAG, 1) == 1
+    except Exception:  # a corrupt EXIF block: _finish reports it
+        return False
 
 
 def _open(fp: Any, label: str) -> Image.Image:
@@ -430,16 +441,20 @@ def load_image(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     name: str | None = None,
+    copy: bool = True,
 ) -> Image.Image:
     """Load any supported source as a decoded, upright PIL image in one of :data:`CANONICAL_MODES`.
 
     ``source`` is a path, encoded bytes, a binary file-like object (read from its start and left open), a
-    PIL image (not modified) or a numpy array: uint8/bool HxW[xC]; uint16 HxW -> ``"I;16"``; uint16 with
-    colour channels -> scaled to 8 bit (PIL has no 16-bit colour mode); float in [0, 1] -> 8 bit.
+    PIL image (never modified; copied unless ``copy=False``, see below) or a numpy array: uint8/bool HxW[xC];
+    uint16 HxW -> ``"I;16"``; uint16 with colour channels -> scaled to 8 bit (PIL has no 16-bit colour mode);
+    float in [0, 1] -> 8 bit.
     Images with more than ``max_pixels`` pixels are refused from the header, before decoding (``None``
     disables the limit). A limit above Pillow's own bomb limit overrides it for this image only; Pillow's
     process-wide limit is never lowered, and disabled only while decoding an image over it with ``None``.
-    ``name`` replaces the file name in error messages.
+    ``name`` replaces the file name in error messages. ``copy=False``: a PIL image that is already canonical and
+    upright (one frame, no transparency key, no EXIF rotation) is returned itself, for callers that only read it,
+    so a large image is not held twice.
     Only the first frame of animated images is returned.
 
     Raises ImageTooLargeError over the limit, ImageLoadError for anything that is not a readable image.
@@ -448,7 +463,7 @@ def load_image(
     if max_pixels is not None and (isinstance(max_pixels, bool) or max_pixels < 1):
         raise SRError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
     if isinstance(source, Image.Image):
-        image = _from_pil(source, label, max_pixels)
+        image = _from_pil(source, label, max_pixels, copy)
     elif isinstance(source, np.ndarray):
         image = _from_numpy(source, label, max_pixels)
     elif isinstance(source, (str, os.PathLike)):

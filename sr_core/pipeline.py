@@ -46,7 +46,7 @@ def _prepared(weights: ModelWeights, method: MethodInfo, scale: int, device: str
 @torch.inference_mode()
 def iter_model_tiles(
     model: SRModel,
-    x: torch.Tensor,
+    x: torch.Tensor | ImageWindows,
     *,
     peak: float = 1.0,
     tile_size: int | None = None,
@@ -57,9 +57,10 @@ def iter_model_tiles(
     """(tile, float32 output of its kept region) over a (1, 3, H, W) input for a prepared model.
 
     ``x`` holds floats in [0, 1], or integer pixels up to ``peak`` (converted window by window, so no float copy
-    of a large image is ever made). With ``tile_size`` the whole forward runs on tiles of that size with
-    ``overlap`` context (default: the receptive radius); without, windows follow the model's inference stages and
-    ``memory_budget`` bytes (default: the device's, see :func:`~sr_core.devices.default_memory_budget`).
+    of a large image is ever made; an :class:`ImageWindows` reads them from the image window by window). With
+    ``tile_size`` the whole forward runs on tiles of that size with ``overlap`` context (default: the receptive
+    radius); without, windows follow the model's inference stages and ``memory_budget`` bytes (default: the
+    device's, see :func:`~sr_core.devices.default_memory_budget`).
     """
     param = next(model.parameters())
 
@@ -90,6 +91,25 @@ def _as_input(pixels: np.ndarray) -> torch.Tensor:
     return x.expand(1, 3, *x.shape[2:]) if x.shape[1] == 1 else x
 
 
+class ImageWindows:
+    """A PIL image in a canonical mode, sliced like the (1, 3, H, W) integer tensor of its first ``channels``
+    channels (greyscale broadcast to three): ``windows[:, :, rows, columns]`` reads only that window of pixels, so
+    the model's input is never copied whole (at 2048x2048 a full copy would be 12 MB, 24 at its peak)."""
+
+    def __init__(self, image: Image.Image, channels: int) -> None:
+        self.image, self.channels = image, channels
+        self.shape = torch.Size((1, 3, image.height, image.width))
+
+    def __getitem__(self, key: tuple[slice, ...]) -> torch.Tensor:
+        rows, columns = (*key[2:], slice(None), slice(None))[:2]
+        y0, y1, _ = rows.indices(self.image.height)
+        x0, x1, _ = columns.indices(self.image.width)
+        if y1 <= y0 or x1 <= x0:
+            dtype = torch.uint16 if self.image.mode == "I;16" else torch.uint8
+            return torch.zeros(1, 3, max(0, y1 - y0), max(0, x1 - x0), dtype=dtype)
+        return _as_input(to_pixels(self.image.crop((x0, y0, x1, y1)))[..., : self.channels])
+
+
 def _as_rgb(piece: torch.Tensor) -> np.ndarray:
     return piece[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
@@ -108,13 +128,13 @@ def model_forward_array(
     return out
 
 
-def _model_image(colour: np.ndarray, mode: str, model: SRModel, progress: ProgressCallback | None,
+def _model_image(colour: ImageWindows, mode: str, model: SRModel, progress: ProgressCallback | None,
                  **tiling: Any) -> Image.Image:  # fmt: skip
-    """The model's output for HxWxC (C = 1 or 3) integer pixels as a ``mode`` image, quantised tile by tile."""
+    """The model's output for an image's colour channels (1 or 3) as a ``mode`` image, quantised tile by tile."""
     scale = model.scale
-    grey = colour.shape[2] == 1
-    out = Image.new(mode, (colour.shape[1] * scale, colour.shape[0] * scale))
-    pieces = iter_model_tiles(model, _as_input(colour), peak=pixel_peak(mode), progress=progress, **tiling)
+    grey = colour.channels == 1
+    out = Image.new(mode, (colour.shape[3] * scale, colour.shape[2] * scale))
+    pieces = iter_model_tiles(model, colour, peak=pixel_peak(mode), progress=progress, **tiling)
     for t, piece in pieces:
         rgb = _as_rgb(piece)
         out.paste(from_array(rgb @ GREY_WEIGHTS if grey else rgb, mode), (t.x0 * scale, t.y0 * scale))
@@ -122,7 +142,7 @@ def _model_image(colour: np.ndarray, mode: str, model: SRModel, progress: Progre
 
 
 def _run_model_method(
-    colour: np.ndarray,
+    colour: ImageWindows,
     mode: str,
     method: MethodInfo,
     scale: int,
@@ -195,7 +215,7 @@ def upscale(
     info.check_scale(int(scale))
     if tile_size is not None and tile_size < MIN_TILE_SIZE:
         raise ValueError(f"tile size must be at least {MIN_TILE_SIZE} pixels, got {tile_size}")
-    img = load_image(image, max_pixels=max_pixels)
+    img = load_image(image, max_pixels=max_pixels, copy=False)
     if info.kind == "classical":
         out = upscale_array(to_array(img), info.name, int(scale))
         if progress is not None:
@@ -205,9 +225,8 @@ def upscale(
     dtype = resolve_precision(precision, dev)
     colour_mode = {"LA": "L", "RGBA": "RGB"}.get(img.mode, img.mode)
     colour_channels = 1 if colour_mode in ("L", "I;16") else 3
-    pixels = to_pixels(img)
     out = _run_model_method(
-        pixels[..., :colour_channels],
+        ImageWindows(img, colour_channels),
         colour_mode,
         info,
         int(scale),
@@ -218,6 +237,6 @@ def upscale(
         tile_overlap=tile_overlap,
         memory_budget=memory_budget,
     )
-    if pixels.shape[2] > colour_channels:
-        return _attach_alpha(out, pixels[..., colour_channels], int(scale))
+    if colour_mode != img.mode:
+        return _attach_alpha(out, np.asarray(img.getchannel("A")), int(scale))
     return out

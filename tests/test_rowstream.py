@@ -231,3 +231,25 @@ def test_without_cache_sizing_the_tail_streams_in_one_strip_per_window(tiny_srre
         uncached = list(iter_staged(stages, x, budget=1 << 30, element_size=4, cache_sized=False))
     assert {(t.x0, t.x1) for t, _ in uncached} == {(0, 31)}
     assert len({(t.x0, t.x1) for t, _ in cached}) == 4  # 31 columns in strips of at most 9
+
+
+@pytest.mark.parametrize("panel_columns", [7, 16, 1000])
+def test_wide_images_stream_in_column_panels_equal_to_the_whole_image(tiny_srresnet, monkeypatch, panel_columns):
+    """A streamed body in column panels (cut with the receptive radius of context) gives the whole-image output,
+    each output pixel once, and its bands are sized to the panel, not the image."""
+    monkeypatch.setattr(tiling, "STREAM_PANEL_COLUMNS", panel_columns)
+    monkeypatch.setattr(tiling, "TAIL_STRIP_COLUMNS", 9)
+    model = tiny_srresnet(scale=2, num_blocks=2, channels=8)
+    stages = model.fuse_for_inference().inference_stages()
+    x = torch.rand(1, 3, 41, 60, generator=torch.Generator().manual_seed(5))
+    budget = 250_000  # fp32: too small for one window of the whole image, enough for full-width bands
+    panels = tiling._panels(stages, 60, cache_sized=True)
+    assert len(panels) == -(-60 // panel_columns)
+    assert [k for k, _ in panels][0][0] == 0 and [k for k, _ in panels][-1][1] == 60
+    assert _stream_rows(stages, 41, 60, budget, 4) >= 16
+    with torch.no_grad():
+        out, cover = assembled(stages, x, 2, budget)
+        whole = model.eval()(x)
+    assert torch.equal(cover, torch.ones_like(cover))
+    torch.testing.assert_close(out, whole, atol=1e-5, rtol=1e-5)
+    assert len(tiling._panels(stages, 60, cache_sized=False)) == 1  # GPUs: one panel

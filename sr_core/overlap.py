@@ -2,15 +2,23 @@
 
 The next job's input is decoded on one thread and the previous job's result encoded on another while the caller's
 thread computes (torch and Pillow release the GIL in their kernels), so the compute step is never left waiting on
-file I/O. At most one decoded input and two results wait at any time, so memory stays bounded.
+file I/O. At most one decoded input and two results wait at any time, so memory stays bounded. The decode and
+encode threads run at a lower scheduling priority (Linux: per-thread nice), so on a machine whose cores all run the
+model's threads they fill its idle moments instead of stalling its parallel regions.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
+
+HELPER_NICE = 10
+"""How much lower than the caller's the decode and encode threads' priority is (0: the same)."""
 
 J = TypeVar("J")
 D = TypeVar("D")
@@ -30,8 +38,8 @@ def run_overlapped(
     if not jobs:
         return
     with (
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="sr-decode") as decoder,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="sr-encode") as encoder,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="sr-decode", initializer=_lower_priority) as decoder,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="sr-encode", initializer=_lower_priority) as encoder,
     ):
         saving: deque[tuple[J, Future[None]]] = deque()
         upcoming = decoder.submit(decode, jobs[0])
@@ -66,3 +74,12 @@ def _drain(
             finished(job, exc)
         else:
             finished(job, None)
+
+
+def _lower_priority() -> None:
+    """Lower this thread's priority by :data:`HELPER_NICE` where the OS schedules threads by their own nice value
+    (Linux); elsewhere, or when not permitted, leave it."""
+    if HELPER_NICE and hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        with contextlib.suppress(OSError):
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + HELPER_NICE)

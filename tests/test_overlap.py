@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
@@ -75,3 +77,24 @@ def test_unexpected_errors_propagate():
 
 def test_no_jobs_is_a_no_op():
     run_overlapped([], lambda j: j, lambda j, d: d, lambda j, r: None, lambda j, e: None, (OSError,))
+
+
+@pytest.mark.skipif(not hasattr(threading, "get_native_id") or sys.platform != "linux", reason="per-thread nice")
+def test_decode_and_encode_threads_run_at_a_lower_priority():
+    """Linux schedules threads by their own nice value: the helpers sit HELPER_NICE below the computing thread."""
+    from sr_core.overlap import HELPER_NICE
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen: dict[str, int] = {}
+    run_overlapped(
+        [0, 1],
+        decode=lambda j: seen.setdefault("decode", nice()),
+        compute=lambda j, d: seen.setdefault("compute", nice()),
+        encode=lambda j, r: seen.setdefault("encode", nice()),
+        finished=lambda j, e: None,
+        expected=(ValueError,),
+    )
+    expected = min(19, seen["compute"] + HELPER_NICE)
+    assert seen["decode"] == seen["encode"] == expected

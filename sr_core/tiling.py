@@ -7,9 +7,9 @@ overlap is at least the model's receptive radius the result equals a whole-image
 :class:`~sr_core.models.base.InferenceStage` steps its own windows: the body (cheap per pixel, wide receptive
 field) runs on one large window, or, when the image needs more than one and the body can stream, over bands of
 rows with no overlap recomputed (:mod:`sr_core.rowstream`), within column panels on wide images so the rows carried
-between bands stay bounded; the upsampler (memory-heavy, narrow receptive field)
-streams over the body's output rows in narrow column strips that stay in cache, or, when it cannot stream, runs on
-small tiles cut from the body's output.
+between bands stay bounded; the upsampler (memory-heavy, narrow receptive field) streams over the body's output
+rows in narrow column strips that stay in cache, or, when it cannot stream, runs on small tiles cut from the
+body's output.
 """
 
 from __future__ import annotations

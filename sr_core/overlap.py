@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -79,7 +80,7 @@ def _drain(
 def _lower_priority() -> None:
     """Lower this thread's priority by :data:`HELPER_NICE` where the OS schedules threads by their own nice value
     (Linux); elsewhere, or when not permitted, leave it."""
-    if HELPER_NICE and hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+    if HELPER_NICE and sys.platform.startswith("linux"):  # elsewhere a thread id is no process id to renice
         with contextlib.suppress(OSError):
             tid = threading.get_native_id()
             os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + HELPER_NICE)

@@ -7,7 +7,8 @@ Prints, from one run:
      256-pixel tiles, interleaved; the speed-up and the PSNR difference against ground truth;
   2. the CPU's bf16 (or fp32) convolution peak, from the model's dominant 64->64 3x3 convolution alone (the better of
      a measurement before and one after the speed rows), and the share of it sr_core's model time reaches (useful
-     convolution FLOPs / time);
+     convolution FLOPs / time); the model's convolutions alone, each timed by itself, and the speed-up over eager
+     they would allow with no other work (the ceiling on this CPU);
   3. peak RSS of a fresh process upscaling 512, 1024 and 2048 input at x4, and its live peak (glibc set to map and
      unmap every allocation over 128 KiB, so free heap memory is not counted), against the output's own bytes; the
      upscale's own live peak (over the process with its input loaded) and its working memory beyond the output;
@@ -36,6 +37,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 4
+CONV_BOUND_BAND = (32, 512)
+"""Rows x columns each convolution is timed on for the conv-bound ceiling: a band as the streamed body runs."""
 
 
 def _status_mb(field: str) -> float | None:
@@ -181,6 +184,49 @@ def conv_peak_gflops(dtype_name: str, repeat: int) -> float:
             F.conv2d(x, w, b, padding=1)
         seconds = _best(lambda: F.conv2d(x, w, b, padding=1), 5 * repeat)
     return 2.0 * 256 * 256 * 64 * 64 * 9 / seconds / 1e9
+
+
+def _model_convolutions() -> list[tuple]:
+    """(weight, bias, resolution factor) of every convolution sr_core's fused SRResNet x4 runs, in order: the entry
+    twice (recomputed for the long skip), the trunk, each upsampling stage at its resolution, and the output conv in
+    its sub-pixel form (before the last shuffle)."""
+    from sr_core.models.srresnet import subpixel_weight
+
+    fused = _srresnet().fuse_for_inference()
+    entry = fused.entry[0]
+    body = [entry, *(c for b in fused.trunk for c in (b.conv1, b.conv2)), fused.trunk_conv, entry]
+    layers = [(c.weight, c.bias, 1) for c in body]
+    layers += [(s.conv.weight, s.conv.bias, 2**i) for i, s in enumerate(fused.upsampler)]
+    r = fused.upsampler[-1].shuffle.upscale_factor
+    bias = fused.exit.bias.repeat_interleave(r * r) if fused.exit.bias is not None else None
+    layers.append((subpixel_weight(fused.exit.weight, r), bias, 2 ** (len(fused.upsampler) - 1)))
+    return layers
+
+
+def conv_bound_seconds_per_pixel(dtype_name: str, repeat: int) -> float:
+    """Seconds per input pixel of the model's convolutions alone, each timed on its own on a cache-sized band
+    (CONV_BOUND_BAND rows x columns at its resolution, channels_last, ``dtype``): what sr_core would take with no
+    other work at all (activations, adds, copies, streaming, output), so eager time / this is the speed-up ceiling
+    on this CPU."""
+    import torch
+    import torch.nn.functional as F
+
+    dtype, (rows, cols) = getattr(torch, dtype_name), CONV_BOUND_BAND
+    seconds: dict[tuple, float] = {}
+    total = 0.0
+    with torch.inference_mode():
+        for weight, bias, res in _model_convolutions():
+            out_c, in_c, k, _ = weight.shape
+            key = (out_c, in_c, k, bias is not None)
+            if key not in seconds:
+                w = weight.to(dtype)
+                b = None if bias is None else bias.to(dtype)
+                x = torch.rand(1, in_c, rows + k - 1, cols).to(dtype).contiguous(memory_format=torch.channels_last)
+                run = lambda x=x, w=w, b=b, k=k: F.conv2d(x, w, b, padding=(0, k // 2))  # noqa: E731
+                run()
+                seconds[key] = _best(run, 5 * repeat) / (rows * cols)
+            total += seconds[key] * res * res
+    return total
 
 
 # -------------------------------------------------------------------------------------------- 3. memory
@@ -335,6 +381,16 @@ def report(args: argparse.Namespace, results: dict) -> None:
     for r in results["speed"]:
         achieved = flops * r["size"] ** 2 / r["sr_core_s"] / 1e9
         print(f"  {r['size']}: {achieved:.0f} GFLOP/s useful = {100 * achieved / peak:.0f}% of the conv peak")
+    bound = results["conv_bound_s_per_pixel"]
+    print(
+        f"\nconvolutions alone (each timed by itself on a {CONV_BOUND_BAND[0]}x{CONV_BOUND_BAND[1]} band): "
+        f"{bound * 1e6:.2f} us per input pixel = {flops / bound / 1e9:.0f} GFLOP/s useful "
+        f"({100 * flops / bound / 1e9 / peak:.0f}% of the peak: sub-pixel zeros, 3- and 12-channel convs)"
+    )
+    for r in results["speed"]:
+        ceiling = r["eager_s"] / (bound * r["size"] ** 2)
+        print(f"  {r['size']}: speed-up ceiling {ceiling:.2f}x (sr_core {r['speedup']:.2f}x, "
+              f"{100 * bound * r['size'] ** 2 / r['sr_core_s']:.0f}% of its time in convolutions)")  # fmt: skip
     if results.get("rss"):
         print(
             "\n| input | seconds | peak RSS MB | live peak MB | before MB (live) | output MB (as PIL holds it) "
@@ -403,7 +459,8 @@ def main() -> None:
     peak_before = conv_peak_gflops(dtype, args.repeat)
     results: dict = {"keep_freed": keep_freed, "speed": speed_rows(args.sizes, args.repeat)}
     peak = max(peak_before, conv_peak_gflops(dtype, args.repeat))
-    results.update(conv_peak_gflops=peak, dtype=dtype, flops_per_pixel=conv_flops_per_pixel())
+    results.update(conv_peak_gflops=peak, dtype=dtype, flops_per_pixel=conv_flops_per_pixel(),
+                   conv_bound_s_per_pixel=conv_bound_seconds_per_pixel(dtype, args.repeat))  # fmt: skip
     if not args.skip_rss:
         results["rss"] = rss_rows([512, 1024, 2048], keep_freed)
     if not args.skip_folder:

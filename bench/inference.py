@@ -187,20 +187,26 @@ def conv_peak_gflops(dtype_name: str, repeat: int) -> float:
 
 
 def _model_convolutions() -> list[tuple]:
-    """(weight, bias, resolution factor) of every convolution sr_core's fused SRResNet x4 runs, in order: the entry
-    twice (recomputed for the long skip), the trunk, each upsampling stage at its resolution, and the output conv in
-    its sub-pixel form (before the last shuffle)."""
-    from sr_core.models.srresnet import subpixel_weight
+    """(weight, bias, resolution factor) of every convolution sr_core's fused SRResNet x4 runs, in order, recorded
+    from one whole-image forward of it (so the entry conv recomputed for the long skip and the sub-pixel output conv
+    are counted as the model runs them)."""
+    import torch
+    import torch.nn.functional as F
 
-    fused = _srresnet().fuse_for_inference()
-    entry = fused.entry[0]
-    body = [entry, *(c for b in fused.trunk for c in (b.conv1, b.conv2)), fused.trunk_conv, entry]
-    layers = [(c.weight, c.bias, 1) for c in body]
-    layers += [(s.conv.weight, s.conv.bias, 2**i) for i, s in enumerate(fused.upsampler)]
-    r = fused.upsampler[-1].shuffle.upscale_factor
-    bias = fused.exit.bias.repeat_interleave(r * r) if fused.exit.bias is not None else None
-    layers.append((subpixel_weight(fused.exit.weight, r), bias, 2 ** (len(fused.upsampler) - 1)))
-    return layers
+    fused, side, calls = _srresnet().fuse_for_inference(), 32, []
+    conv2d = F.conv2d
+
+    def record(x, weight, bias=None, *args, **kwargs):
+        calls.append((weight, bias, x.shape[-1] // side))
+        return conv2d(x, weight, bias, *args, **kwargs)
+
+    F.conv2d = record
+    try:
+        with torch.inference_mode():
+            fused(torch.rand(1, 3, side, side))
+    finally:
+        F.conv2d = conv2d
+    return calls
 
 
 def conv_bound_seconds_per_pixel(dtype_name: str, repeat: int) -> float:

@@ -283,3 +283,28 @@ def test_spectral_norm_discriminator_bounds_every_layer_and_has_no_batchnorm(tmp
     again = Discriminator.from_pretrained(tmp_path / "d")
     assert again.config.spectral_norm
     torch.testing.assert_close(again.eval()(x), d.eval()(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_conv_add_into_sums_into_the_skip_as_conv_then_add(dtype):
+    """The fused oneDNN sum (inference, channels_last) against F.conv2d + skip in float64; the skip is overwritten."""
+    from sr_core.models.srresnet import conv_add_into
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 3, padding=1).to(dtype)
+    x = torch.randn(1, 8, 12, 10).to(dtype).contiguous(memory_format=torch.channels_last)
+    skip = torch.randn(1, 8, 12, 10).to(dtype).contiguous(memory_format=torch.channels_last)
+    w, b = conv.weight.double(), conv.bias.double()
+    expected = nn.functional.conv2d(x.double(), w, b, padding=1) + skip.double()
+    with torch.inference_mode():
+        out = conv_add_into(skip, x, conv)
+    assert out.data_ptr() == skip.data_ptr()
+    tolerance = 1e-5 if dtype == torch.float32 else 0.05
+    assert (out.double() - expected).abs().max().item() < tolerance
+    with torch.no_grad():  # NCHW: the plain conv then add, the skip left as it was
+        plain = skip.contiguous()
+        before = plain.clone()
+        out = conv_add_into(plain, x.contiguous(), conv)
+    assert torch.equal(plain, before)
+    reference = nn.functional.conv2d(x.double(), w, b, padding=1) + before.double()
+    assert (out.double() - reference).abs().max().item() < tolerance

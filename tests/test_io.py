@@ -882,3 +882,26 @@ def test_save_image_quality_for_lossy_formats(tmp_path):
         with pytest.raises(SRError, match="quality"):
             save_image(image, tmp_path / "bad.jpg", quality=bad)
     assert not (tmp_path / "bad.jpg").exists()
+
+
+def test_png_level_1_is_lossless_and_smaller_than_plain_zlib_level_1(tmp_path):
+    """Level 1 (the CLI default) writes with zlib's run-length strategy: same pixels, smaller than LZ77 level 1."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:256, 0:256]
+    smooth = np.stack([x, y, (x + y) // 2], axis=2) + rng.normal(0, 2, (256, 256, 3))
+    graphic = np.full((256, 256, 3), 255, np.uint8)
+    for i in range(0, 256, 32):
+        graphic[i : i + 20, i : i + 40] = (i, 80, 200)
+        graphic[i + 24 : i + 26, 8:200] = 0
+    images = {
+        "smooth": Image.fromarray(np.clip(smooth, 0, 255).astype(np.uint8)),
+        "graphic": Image.fromarray(graphic),
+        "gray16": Image.fromarray((x * 256 + y).astype(np.uint16)),
+    }
+    for name, image in images.items():
+        saved = save_image(image, tmp_path / f"{name}.png", png_compression=1)
+        reference = io.BytesIO()
+        image.save(reference, format="PNG", compress_level=1)
+        np.testing.assert_array_equal(np.asarray(Image.open(saved)), np.asarray(image))
+        if name != "gray16":
+            assert saved.stat().st_size < reference.tell(), name

@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .atomic import atomic_path, write_json_atomic
+from .atomic import write_json_atomic
 from .classical import downscale
 from .degradations import DegradationConfig, degrade
 from .errors import ImageLoadError, OfflineError, SRError
-from .io import load_image, to_uint8
+from .io import load_image, save_image, to_uint8
 from .progress import ProgressCallback
 
 logger = logging.getLogger(__name__)
@@ -403,8 +403,7 @@ def prepare_subimages(
             target = out / f"{stem}_s{k:03d}.png"
             count += 1
             if not target.is_file():
-                with atomic_path(target) as tmp:
-                    image.crop(box).save(tmp, format="PNG", compress_level=1)
+                save_image(image.crop(box), target, png_compression=1)
         if progress is not None:
             progress(i + 1, len(images))
     write_json_atomic(marker, {"params": params, "subimages": count})

@@ -75,13 +75,29 @@ class RowConv:
         self._carry: torch.Tensor | None = None
 
     def __call__(self, band: torch.Tensor, last: bool = False) -> torch.Tensor:
+        return self.run(self.stack(band, last))
+
+    def stack(self, band: torch.Tensor, last: bool = False) -> torch.Tensor:
+        """The rows this band's output is computed from: the carried rows (zero rows above the image), the band, and
+        zero rows below the image at the last band; a new tensor (the carry for the next band is a copy of its
+        tail), unless it is too short to give a row, when it becomes the carry itself."""
         carry = _zero_rows(band, self.pad) if self._carry is None else self._carry
         parts = [carry, band, _zero_rows(band, self.pad)] if last else [carry, band]
         rows = stack_rows(parts)
-        if rows.shape[2] < 2 * self.pad + 1:
+        if not self.gives_rows(rows):
             self._carry = rows
+        else:
+            self._carry = None if last else stack_rows([rows[:, :, rows.shape[2] - 2 * self.pad :]])  # not a view
+        return rows
+
+    def gives_rows(self, rows: torch.Tensor) -> bool:
+        """Whether stacked ``rows`` are enough for an output row."""
+        return rows.shape[2] >= 2 * self.pad + 1
+
+    def run(self, rows: torch.Tensor) -> torch.Tensor:
+        """The output rows of stacked ``rows`` (:meth:`stack`): ``2 * pad`` fewer, none when too few."""
+        if not self.gives_rows(rows):
             return _zero_rows(rows, 0, self.weight.shape[0])
-        self._carry = None if last else stack_rows([rows[:, :, rows.shape[2] - 2 * self.pad :]])  # not a view
         out = F.conv2d(rows, self.weight, self.bias, padding=(0, self.pad))
         return out if self.activation is None else self.activation(out)
 
@@ -99,17 +115,6 @@ class RowDelay:
         ready = rows.shape[2] if last else max(0, rows.shape[2] - self.rows)
         self._hold(rows[:, :, ready:], last)
         return rows[:, :, :ready]
-
-    def add_into(self, out: torch.Tensor, band: torch.Tensor, last: bool = False) -> torch.Tensor:
-        """``out += self(band, last)`` in place, without stacking the band (a skip connection's add); ``out`` must
-        have as many rows as are due."""
-        held = band[:, :, :0] if self._held is None else self._held
-        due = out.shape[2]
-        first = min(due, held.shape[2])
-        out[:, :, :first].add_(held[:, :, :first])
-        out[:, :, first:].add_(band[:, :, : due - first])
-        self._hold(stack_rows([held[:, :, first:], band[:, :, due - first :]]), last)
-        return out
 
     def _hold(self, rows: torch.Tensor, last: bool) -> None:
         self._held = None if last else stack_rows([rows])  # a copy: a view would keep the whole band alive

@@ -297,14 +297,14 @@ def test_conv_add_into_sums_into_the_skip_as_conv_then_add(dtype):
     w, b = conv.weight.double(), conv.bias.double()
     expected = nn.functional.conv2d(x.double(), w, b, padding=1) + skip.double()
     with torch.inference_mode():
-        out = conv_add_into(skip, x, conv)
+        out = conv_add_into(skip, x, conv.weight, conv.bias, (1, 1))
     assert out.data_ptr() == skip.data_ptr()
     tolerance = 1e-5 if dtype == torch.float32 else 0.05
     assert (out.double() - expected).abs().max().item() < tolerance
     with torch.no_grad():  # NCHW: the plain conv then add, the skip left as it was
         plain = skip.contiguous()
         before = plain.clone()
-        out = conv_add_into(plain, x.contiguous(), conv)
+        out = conv_add_into(plain, x.contiguous(), conv.weight, conv.bias, (1, 1))
     assert torch.equal(plain, before)
     reference = nn.functional.conv2d(x.double(), w, b, padding=1) + before.double()
     assert (out.double() - reference).abs().max().item() < tolerance

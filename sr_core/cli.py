@@ -102,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--png-compression", type=_png_compression, default=DEFAULT_PNG_COMPRESSION, metavar="0-9",
-        help="zlib level for PNG outputs: 1 is fastest (run-length matching only), 9 smallest (default: %(default)s, "
-        "as OpenCV writes)",
+        help="zlib level for PNG outputs: 1 is fastest (run-length matching, on several threads), 9 smallest "
+        "(default: %(default)s, as OpenCV writes)",
     )  # fmt: skip
     p.add_argument(
         "--suffix", default=DEFAULT_SUFFIX,

@@ -25,6 +25,7 @@ from PIL import Image
 import sr_core
 from sr_core.classical import mod_crop
 from sr_core.constants import APP_MAX_PIXELS as DEFAULT_MAX_PIXELS
+from sr_core.constants import FAST_PNG_COMPRESSION
 from sr_core.degradations import NAMED_DEGRADATIONS, check_named, degrade_for
 from sr_core.errors import ImageTooLargeError, UnknownMethodError, UnsupportedScaleError
 from sr_core.evaluate import make_eval_lr
@@ -364,12 +365,13 @@ def _prune_outputs(base: Path, max_age_s: float = OUTPUT_MAX_AGE_S) -> None:
 
 
 def save_result(image: Image.Image, stem: str, config: AppConfig) -> Path:
-    """Write a full-resolution PNG into a fresh folder of the output area (folders older than an hour go)."""
+    """Write a full-resolution PNG (fast level: the visitor waits for it) into a fresh folder of the output area
+    (folders older than an hour go)."""
     base = _output_base(config)
     base.mkdir(parents=True, exist_ok=True)
     _prune_outputs(base)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80] or "result"
-    return save_image(image, base / uuid.uuid4().hex / f"{safe}.png")
+    return save_image(image, base / uuid.uuid4().hex / f"{safe}.png", png_compression=FAST_PNG_COMPRESSION)
 
 
 def degradation_choices() -> list[tuple[str, str]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .constants import IMAGE_SUFFIXES
+from .constants import FAST_PNG_COMPRESSION, IMAGE_SUFFIXES
 from .devices import CPU_MEMORY_BUDGET, PRECISIONS, keep_freed_cpu_memory
 from .errors import SRError
 from .hub import is_hub_id
@@ -31,8 +31,7 @@ DEFAULT_SCALE = 4
 DEFAULT_SUFFIX = "{method}_x{scale}"
 DEFAULT_OUTDIR = "results"
 DEFAULT_QUALITY = 95
-DEFAULT_PNG_COMPRESSION = 1
-"""zlib's fastest level, as OpenCV (and so Real-ESRGAN's script) writes PNGs: ~4x faster than Pillow's 6."""
+DEFAULT_PNG_COMPRESSION = FAST_PNG_COMPRESSION
 
 
 def _outscale(text: str) -> float:

@@ -1,7 +1,8 @@
 """PNG encode benchmark: ``sr_core.png.write_png`` against Pillow at level 1 on SRResNet x4 outputs, in one run.
 
 Pillow is given its fastest settings (level 1, zlib's run-length strategy, its adaptive per-row filter); write_png
-is timed on one thread and on the default thread count. Prints milliseconds (best of --repeat, the runs
+is timed on one thread and on the default thread count, from an array and from the PIL image (read in row blocks,
+as ``save_image`` calls it). Prints milliseconds (best of --repeat, the runs
 interleaved), CPU milliseconds, file sizes and the ratios.
 
     python bench/png_encode.py [--sizes 256 512] [--repeat 5]
@@ -46,6 +47,7 @@ def main() -> None:
                                                                 compress_type=zlib.Z_RLE),
             "write_png, 1 thread": lambda f, a=pixels: write_png(f, a, threads=1),
             f"write_png, default ({threads} threads)": lambda f, a=pixels: write_png(f, a),
+            "write_png, from the PIL image (as save_image)": lambda f, im=output: write_png(f, im),
         }  # fmt: skip
         runs = {name: [] for name in encoders}
         for _ in range(args.repeat):  # interleaved, so drifting machine load hits every encoder alike

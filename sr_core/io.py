@@ -663,7 +663,7 @@ def save_image(
         with atomic_path(target, overwrite=overwrite) as tmp:
             if fmt == "PNG" and png_compression == _PNG_FAST_LEVEL:
                 with open(tmp, "wb") as file:
-                    write_png(file, np.asarray(prepared), icc_profile=options.get("icc_profile"))
+                    write_png(file, prepared, icc_profile=options.get("icc_profile"))
             else:
                 prepared.save(tmp, format=fmt, **options)
     except FileExistsError as exc:

@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
+from PIL import Image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KiB window, fastest-level flag; (0x78 * 256 + 0x01) % 31 == 0
@@ -24,47 +27,81 @@ MAX_THREADS = 4
 MIN_RANGE_BYTES = 1 << 20  # a thread per at least this many raw bytes: below, starting it costs more than it saves
 BLOCK_BYTES = 1 << 16  # rows filtered at a time, so the filter's int16 temporaries stay in cache (fastest here)
 IDAT_BYTES = 1 << 20
+WHOLE_COPY_BYTES = 64 << 20  # PIL images up to this size are copied out whole (well under 1 ms per MB); larger
+# ones are read in row blocks, which bounds the memory but serialises the threads on Pillow's crop
 _COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> grey, grey + alpha, RGB, RGBA
+_IMAGE_MODES = ("L", "LA", "RGB", "RGBA", "I;16")
 _ADLER_BASE = 65521
 _PAETH = 4
 
 
+@dataclass(frozen=True)
+class _ByteRows:
+    """An image's rows in PNG byte order, read a block at a time so the writer never copies the whole image."""
+
+    read: Callable[[int, int], np.ndarray]  # (start, stop) -> (stop - start, stride) uint8
+    width: int
+    height: int
+    depth: int
+    channels: int
+
+    @property
+    def stride(self) -> int:
+        return self.width * self.channels * self.depth // 8
+
+
 def write_png(
-    file: BinaryIO, pixels: np.ndarray, *, icc_profile: bytes | None = None, threads: int | None = None
+    file: BinaryIO, pixels: np.ndarray | Image.Image, *, icc_profile: bytes | None = None, threads: int | None = None
 ) -> None:
-    """Write ``pixels`` (uint8 (H, W) or (H, W, 1-4 channels), or uint16 (H, W) grey) to ``file`` as a PNG.
+    """Write ``pixels`` to ``file`` as a PNG: a uint8 (H, W) or (H, W, 1-4 channels) array, a uint16 (H, W) grey
+    array, or a PIL image in mode L, LA, RGB, RGBA or I;16 (over :data:`WHOLE_COPY_BYTES` read in row blocks).
 
     ``icc_profile`` is embedded as an iCCP chunk. ``threads`` defaults to the CPUs this process may use, at most
     :data:`MAX_THREADS`, and never more than one per :data:`MIN_RANGE_BYTES` of pixels.
     """
-    rows, depth, channels = _byte_rows(pixels)
-    height, stride = rows.shape
+    rows = _image_rows(pixels) if isinstance(pixels, Image.Image) else _array_rows(pixels)
     file.write(PNG_SIGNATURE)
-    width = pixels.shape[1]
-    _write_chunk(file, b"IHDR", struct.pack(">IIBBBBB", width, height, depth, _COLOUR_TYPES[channels], 0, 0, 0))
+    header = struct.pack(">IIBBBBB", rows.width, rows.height, rows.depth, _COLOUR_TYPES[rows.channels], 0, 0, 0)
+    _write_chunk(file, b"IHDR", [header])
     if icc_profile:
-        _write_chunk(file, b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile))
-    bytes_per_pixel = channels * depth // 8
-    pieces = _deflate_ranges(rows, bytes_per_pixel, thread_count(rows.nbytes, threads))
-    stream = memoryview(b"".join([ZLIB_HEADER, *(piece for piece, _, _ in pieces), _adler_bytes(pieces)]))
-    for start in range(0, len(stream), IDAT_BYTES):
-        _write_chunk(file, b"IDAT", stream[start : start + IDAT_BYTES])
-    _write_chunk(file, b"IEND", b"")
+        _write_chunk(file, b"iCCP", [b"ICC Profile\x00\x00", zlib.compress(icc_profile)])
+    pieces = _deflate_ranges(rows, thread_count(rows.height * rows.stride, threads))
+    stream = [ZLIB_HEADER, *(piece for piece, _, _ in pieces), _adler_bytes(pieces)]
+    for parts in _chunked(stream, IDAT_BYTES):
+        _write_chunk(file, b"IDAT", parts)
+    _write_chunk(file, b"IEND", [])
 
 
-def _byte_rows(pixels: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """(height, width * bytes per pixel) uint8 rows in PNG byte order, the bit depth and the channel count."""
+def _array_rows(pixels: np.ndarray) -> _ByteRows:
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if pixels.ndim != 3 or pixels.shape[2] not in _COLOUR_TYPES or 0 in pixels.shape:
         raise ValueError(f"write_png expects (H, W) or (H, W, 1-4) pixels, got shape {pixels.shape}")
     height, width, channels = pixels.shape
     if pixels.dtype == np.uint8:
-        return np.ascontiguousarray(pixels).reshape(height, width * channels), 8, channels
+        return _ByteRows(lambda a, b: np.ascontiguousarray(pixels[a:b]).reshape(b - a, -1), width, height, 8, channels)
     if pixels.dtype == np.uint16 and channels == 1:
-        big_endian = np.ascontiguousarray(pixels, dtype=">u2")
-        return big_endian.view(np.uint8).reshape(height, width * 2), 16, 1
+
+        def read(a: int, b: int) -> np.ndarray:
+            return np.ascontiguousarray(pixels[a:b], dtype=">u2").view(np.uint8).reshape(b - a, -1)
+
+        return _ByteRows(read, width, height, 16, 1)
     raise ValueError(f"write_png writes uint8 pixels or uint16 greyscale, got {pixels.dtype} with {channels} channels")
+
+
+def _image_rows(image: Image.Image) -> _ByteRows:
+    if image.mode not in _IMAGE_MODES:
+        raise ValueError(f"write_png writes PIL images in mode {', '.join(_IMAGE_MODES)}, got {image.mode}")
+    if 0 in image.size:
+        raise ValueError(f"write_png expects a non-empty image, got {image.width}x{image.height}")
+    first = _array_rows(np.asarray(image.crop((0, 0, image.width, 1))))  # checks the layout on one row
+    if image.height * first.stride <= WHOLE_COPY_BYTES:
+        return _array_rows(np.asarray(image))
+
+    def read(a: int, b: int) -> np.ndarray:
+        return _array_rows(np.asarray(image.crop((0, a, image.width, b)))).read(0, b - a)
+
+    return _ByteRows(read, image.width, image.height, first.depth, first.channels)
 
 
 def thread_count(raw_bytes: int, threads: int | None = None) -> int:
@@ -75,24 +112,26 @@ def thread_count(raw_bytes: int, threads: int | None = None) -> int:
     return max(1, min(threads, raw_bytes // MIN_RANGE_BYTES))
 
 
-def _deflate_ranges(rows: np.ndarray, bytes_per_pixel: int, threads: int) -> list[tuple[bytes, int, int]]:
+def _deflate_ranges(rows: _ByteRows, threads: int) -> list[tuple[bytes, int, int]]:
     """(deflated piece, Adler-32, filtered length) for ``threads`` contiguous row ranges, in order."""
-    bounds = np.linspace(0, rows.shape[0], threads + 1).astype(int)
+    bounds = np.linspace(0, rows.height, threads + 1).astype(int)
     ranges = [(int(a), int(b), b == bounds[-1]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     if threads == 1:
-        return [_deflate_range(rows, bytes_per_pixel, *ranges[0])]
+        return [_deflate_range(rows, *ranges[0])]
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sr-png") as pool:
-        return list(pool.map(lambda r: _deflate_range(rows, bytes_per_pixel, *r), ranges))
+        return list(pool.map(lambda r: _deflate_range(rows, *r), ranges))
 
 
-def _deflate_range(rows: np.ndarray, bytes_per_pixel: int, start: int, stop: int, last: bool) -> tuple[bytes, int, int]:
+def _deflate_range(rows: _ByteRows, start: int, stop: int, last: bool) -> tuple[bytes, int, int]:
     """Filter rows ``start:stop`` block by block and deflate them as one raw-deflate piece of the stream."""
     compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS, 9, zlib.Z_RLE)
-    block_rows = max(1, BLOCK_BYTES // rows.shape[1])
+    block_rows = max(1, BLOCK_BYTES // rows.stride)
+    bytes_per_pixel = rows.channels * rows.depth // 8
     parts, adler, length = [], 1, 0
     for top in range(start, stop, block_rows):
-        above = rows[top - 1] if top else None
-        filtered = paeth_filter(rows[top : min(stop, top + block_rows)], above, bytes_per_pixel)
+        block = rows.read(max(0, top - 1), min(stop, top + block_rows))
+        above, block = (block[0], block[1:]) if top else (None, block)
+        filtered = paeth_filter(block, above, bytes_per_pixel)
         adler = zlib.adler32(filtered, adler)
         length += filtered.nbytes
         parts.append(compressor.compress(filtered))
@@ -135,8 +174,27 @@ def _adler_bytes(pieces: list[tuple[bytes, int, int]]) -> bytes:
     return struct.pack(">I", total)
 
 
-def _write_chunk(file: BinaryIO, kind: bytes, data: bytes | memoryview) -> None:
-    file.write(struct.pack(">I", len(data)))
-    file.write(kind)
-    file.write(data)
-    file.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind))))
+def _chunked(segments: list[bytes], limit: int) -> Iterator[list[memoryview]]:
+    """The concatenation of ``segments`` as lists of slices of at most ``limit`` bytes in all, without copying."""
+    chunk, size = [], 0
+    for segment in segments:
+        view = memoryview(segment)
+        while view:
+            part, view = view[: limit - size], view[limit - size :]
+            chunk.append(part)
+            size += len(part)
+            if size == limit:
+                yield chunk
+                chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _write_chunk(file: BinaryIO, kind: bytes, parts: list[bytes] | list[memoryview]) -> None:
+    crc = zlib.crc32(kind)
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    file.write(struct.pack(">I", sum(len(part) for part in parts)) + kind)
+    for part in parts:
+        file.write(part)
+    file.write(struct.pack(">I", crc))

@@ -48,8 +48,14 @@ def _paeth_reference(raw: bytes, previous: bytes, bpp: int) -> bytes:
 
 @pytest.mark.parametrize(
     ("shape", "dtype"),
-    [((1, 1), np.uint8), ((3, 5, 3), np.uint8), ((67, 41, 4), np.uint8), ((50, 33, 2), np.uint8),
-     ((40, 29), np.uint16), ((31, 17, 1), np.uint8)],  # fmt: skip
+    [
+        ((1, 1), np.uint8),
+        ((3, 5, 3), np.uint8),
+        ((67, 41, 4), np.uint8),
+        ((50, 33, 2), np.uint8),
+        ((40, 29), np.uint16),
+        ((31, 17, 1), np.uint8),
+    ],  # fmt: skip
 )
 @pytest.mark.parametrize("threads", [1, 3])
 def test_pillow_decodes_the_exact_pixels(shape, dtype, threads, monkeypatch):
@@ -59,6 +65,24 @@ def test_pillow_decodes_the_exact_pixels(shape, dtype, threads, monkeypatch):
     pixels = rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
     decoded = np.asarray(Image.open(io.BytesIO(_encode(pixels, threads=threads))))
     np.testing.assert_array_equal(decoded.reshape(pixels.shape).astype(dtype), pixels)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "I;16"])
+@pytest.mark.parametrize("whole_copy_bytes", [0, 1 << 20])  # read in row blocks / copied out whole
+def test_pil_images_give_the_same_file_as_their_pixels(mode, whole_copy_bytes, monkeypatch):
+    monkeypatch.setattr(png, "MIN_RANGE_BYTES", 64)
+    monkeypatch.setattr(png, "BLOCK_BYTES", 100)
+    monkeypatch.setattr(png, "WHOLE_COPY_BYTES", whole_copy_bytes)
+    rng = np.random.default_rng(4)
+    if mode == "I;16":
+        pixels = rng.integers(0, 65536, (45, 31), dtype=np.uint16)
+    else:
+        pixels = rng.integers(0, 256, (45, 31, len(mode)), dtype=np.uint8).squeeze()
+    image = Image.fromarray(pixels)
+    assert image.mode == mode
+    from_image = _encode(image, threads=3)
+    assert from_image == _encode(pixels, threads=3)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(from_image))).astype(pixels.dtype), pixels)
 
 
 def test_the_stream_is_one_valid_zlib_stream_with_the_combined_checksum(monkeypatch):
@@ -113,3 +137,9 @@ def test_same_size_as_pillow_level_1_on_photo_like_and_graphic_content():
 def test_unsupported_arrays_are_refused_clearly(shape, dtype):
     with pytest.raises(ValueError, match="write_png"):
         _encode(np.zeros(shape, dtype))
+
+
+@pytest.mark.parametrize("image", [Image.new("P", (4, 4)), Image.new("F", (4, 4)), Image.new("RGB", (0, 4))])
+def test_unsupported_images_are_refused_clearly(image):
+    with pytest.raises(ValueError, match="write_png"):
+        _encode(image)

@@ -33,17 +33,20 @@ from .progress import ProgressCallback
 
 UpscaleFn = Callable[[Image.Image], Image.Image]
 METRICS = ("psnr", "ssim")
+SELF_ENSEMBLE_TAG = "(self-ensemble)"
+"""Appended to a method's name in results scored with ``self_ensemble`` (EDSR's "+" models)."""
 
 
-def _method_fn(method: str | os.PathLike | UpscaleFn, scale: int, device: str, precision: str) -> tuple[str, UpscaleFn]:
+def _method_fn(method: str | os.PathLike | UpscaleFn, scale: int, device: str, precision: str,
+               self_ensemble: bool = False) -> tuple[str, UpscaleFn]:  # fmt: skip
     if callable(method):
         return getattr(method, "__name__", "model"), method
     name = os.fspath(method)
 
     def run(lr: Image.Image) -> Image.Image:
-        return upscale(lr, method=name, scale=scale, device=device, precision=precision)
+        return upscale(lr, method=name, scale=scale, device=device, precision=precision, self_ensemble=self_ensemble)
 
-    return name, run
+    return (f"{name} {SELF_ENSEMBLE_TAG}" if self_ensemble else name), run
 
 
 def score_image(
@@ -100,7 +103,13 @@ def make_eval_lr(hr: Image.Image, scale: int, degrade: str = "bicubic", key: str
 
 
 def summarize(
-    rows: Sequence[dict[str, Any]], *, method: str, scale: int, y_channel: bool = True, degrade: str = "bicubic"
+    rows: Sequence[dict[str, Any]],
+    *,
+    method: str,
+    scale: int,
+    y_channel: bool = True,
+    degrade: str = "bicubic",
+    self_ensemble: bool = False,
 ) -> dict[str, Any]:
     """Sorted rows plus their means and a statement of the convention used."""
     rows = sorted(rows, key=lambda r: r["name"])
@@ -108,10 +117,13 @@ def summarize(
     mean = {k: float(sum(r[k] for r in rows) / len(rows)) for k in keys} if rows else {}
     channel = "Y channel (BT.601, MATLAB rgb2ycbcr)" if y_channel else "RGB"
     lr_note = "" if degrade == "bicubic" else f", then {NAMED_DEGRADATIONS[degrade]} (degradation '{degrade}')"
+    if self_ensemble:
+        lr_note += "; the method's outputs averaged over the 8 flips and rotations of the LR (self-ensemble)"
     return {
         "method": method,
         "scale": scale,
         "degrade": degrade,
+        "self_ensemble": self_ensemble,
         "num_images": len(rows),
         "convention": f"PSNR (dB) and SSIM on the {channel}, {scale}-pixel border cropped, output rounded to "
         f"8 bit; HR mod-cropped to a multiple of {scale}, LR by PIL bicubic downscaling{lr_note}",
@@ -146,16 +158,18 @@ def evaluate(
     cache_dir: str | os.PathLike | None = None,
     progress: ProgressCallback | None = None,
     degrade: str = "bicubic",
+    self_ensemble: bool = False,
 ) -> dict[str, Any]:
     """Score ``method`` (a method name, a save_pretrained() folder, or a callable PIL LR -> PIL SR) at ``scale``.
 
     ``data`` is a folder of HR images, an :class:`~sr_core.data.ImageList`, or an iterable of (name, PIL image).
     ``center_crop`` > 0 scores the central crop of that size; ``max_images`` > 0 scores the first images only.
     ``degrade`` names a fixed degradation of the LR (:data:`sr_core.degradations.NAMED_DEGRADATIONS`).
+    ``self_ensemble`` scores a named method's 8-transform average (:mod:`sr_core.ensemble`); not the baseline's.
     Returns :func:`summarize`'s dict (per-image rows under "images", averages under "mean").
     """
     check_named(degrade)
-    label, fn = _method_fn(method, scale, device, precision)
+    label, fn = _method_fn(method, scale, device, precision, self_ensemble)
     base = _method_fn(baseline, scale, device, precision)[1] if baseline else None
     pairs, total = _as_pairs(data, center_crop=center_crop, max_images=max_images, cache_dir=cache_dir)
     rows = []
@@ -165,7 +179,8 @@ def evaluate(
             progress(i + 1, total or i + 1)
     if not rows and total is not None:
         raise SRError(f"No images to evaluate in {data}")
-    return summarize(rows, method=label, scale=scale, y_channel=y_channel, degrade=degrade)
+    return summarize(rows, method=label, scale=scale, y_channel=y_channel, degrade=degrade,
+                     self_ensemble=self_ensemble and not callable(method))  # fmt: skip
 
 
 def _fmt(value: float, digits: int) -> str:
@@ -208,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         help="degrade the bicubic LR with a named, fixed-seed degradation: "
         + "; ".join(f"{k}: {v}" for k, v in NAMED_DEGRADATIONS.items()),
     )
+    parser.add_argument(
+        "--self-ensemble", action="store_true",
+        help="score the average of the method's outputs over the 8 flips and rotations of each LR (8x the time)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         result = evaluate(
@@ -221,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             precision=args.precision,
             y_channel=not args.rgb,
             degrade=args.degrade,
+            self_ensemble=args.self_ensemble,
         )
     except (SRError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -113,6 +113,7 @@ def upscale_by(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     weights_dir: str | os.PathLike | None = None,
     memory_budget: int | None = None,
+    self_ensemble: bool = False,
 ) -> Image.Image:
     """Upscale ``image`` by any factor from 1 to 8 (see the module docstring); options as in ``upscale()``."""
     info = get_method(method, weights_dir)
@@ -138,6 +139,7 @@ def upscale_by(
         max_pixels=None,
         weights_dir=weights_dir,
         memory_budget=memory_budget,
+        self_ensemble=self_ensemble,
     )
     return resize_to(native, size)
 

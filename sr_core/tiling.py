@@ -140,13 +140,14 @@ def plan_for_budget(height: int, width: int, overlap: int, bytes_per_pixel: floa
     return best[1] if best is not None else smallest
 
 
-def _crop(x: torch.Tensor, t: Tile, top: int = 0, left: int = 0) -> torch.Tensor:
+def crop_window(x: torch.Tensor, t: Tile, top: int = 0, left: int = 0) -> torch.Tensor:
     """``t``'s window (with context) out of ``x``, whose first row and column are image row ``top``, column ``left``."""
     return x[:, :, t.y0 - t.pad_top - top : t.y1 + t.pad_bottom - top,
              t.x0 - t.pad_left - left : t.x1 + t.pad_right - left]  # fmt: skip
 
 
-def _kept(out: torch.Tensor, t: Tile, scale: int) -> torch.Tensor:
+def kept_region(out: torch.Tensor, t: Tile, scale: int) -> torch.Tensor:
+    """The part of a window's output (``scale`` x its input) that belongs to ``t`` itself, without the context."""
     top, left = t.pad_top * scale, t.pad_left * scale
     return out[:, :, top : top + (t.y1 - t.y0) * scale, left : left + (t.x1 - t.x0) * scale]
 
@@ -163,7 +164,7 @@ def iter_tiled(
     _, _, height, width = x.shape
     tiles = plan_tiles(height, width, tile_size, overlap)
     for i, t in enumerate(tiles):
-        yield t, _kept(fn(_crop(x, t)), t, scale)
+        yield t, kept_region(fn(crop_window(x, t)), t, scale)
         if progress is not None:
             progress(i + 1, len(tiles))
 
@@ -266,7 +267,7 @@ def _run_tail_tiles(tail: InferenceStage, tiles: list[Tile], features: torch.Ten
     """The tail on ``tiles`` cut from ``features``, whose first row and column are image row ``top``, column
     ``left``."""
     for t in tiles:
-        yield t, _kept(tail.forward(prepare(_crop(features, t, top, left))), t, tail.scale)
+        yield t, kept_region(tail.forward(prepare(crop_window(features, t, top, left))), t, tail.scale)
 
 
 def _tail_pieces(tail: InferenceStage, features: torch.Tensor, outer: Tile, height: int, width: int,
@@ -374,6 +375,6 @@ def _iter_windows(stages: Sequence[InferenceStage], x: torch.Tensor, budget: int
     body_tile = plan_for_budget(height, width, body.radius + tail.radius, body.elements_per_pixel * element_size,
                                 budget - tail_budget)  # fmt: skip
     for outer in plan_tiles(height, width, body_tile, body.radius + tail.radius):
-        features = body.forward(prepare(_crop(x, outer)))
+        features = body.forward(prepare(crop_window(x, outer)))
         yield from _tail_pieces(tail, features, outer, height, width, tail_budget, element_size, prepare, cache_sized)
         del features

@@ -502,8 +502,10 @@ def run_method(
     config: AppConfig,
     progress: Progress | None = None,
     plan: OutscalePlan | None = None,
+    self_ensemble: bool = False,
 ) -> tuple[Image.Image, float]:
-    """Upscale with one method (by ``scale``, or by the plan's output scale); returns the result and seconds."""
+    """Upscale with one method (by ``scale``, or by the plan's output scale); returns the result and seconds.
+    ``self_ensemble`` averages a model over the 8 flips and rotations (:mod:`sr_core.ensemble`)."""
     _check_output_size(low_res, scale, config, plan)
 
     def on_tiles(done: int, total: int) -> None:
@@ -523,8 +525,25 @@ def run_method(
         progress=on_tiles,
         max_pixels=None,
         weights_dir=config.weights_dir,
+        self_ensemble=self_ensemble,
     )
     return result, time.perf_counter() - start
+
+
+def result_stem(stem: str, info: MethodInfo, scale: int, plan: OutscalePlan | None, self_ensemble: bool) -> str:
+    """The download's name: the upload's stem, the method, the scale, and "ensemble" when a model ran with it."""
+    suffix = "_ensemble" if self_ensemble and info.kind != "classical" else ""
+    return f"{stem}_{info.name}_{scale_label(scale, plan)}{suffix}"
+
+
+def ensemble_notes(self_ensemble: bool, infos: list[MethodInfo]) -> list[str]:
+    """What the summary says when self-ensemble was asked for: which methods it ran on, or that none could."""
+    if not self_ensemble:
+        return []
+    models = [m.label for m in infos if m.kind != "classical"]
+    if not models:
+        return ["Self-ensemble applies to models only; classical methods are symmetric already, so it changes nothing."]
+    return [f"Self-ensemble: {', '.join(models)} averaged over the 8 flips and rotations (about 8x the time)."]
 
 
 def upscale_image(
@@ -541,11 +560,13 @@ def upscale_image(
     reference_name: str | None = None,
     test_degradation: object = "bicubic",
     outscale: object = None,
+    self_ensemble: object = False,
 ) -> UpscaleOutcome:
     """Upscale an uploaded file and, when a reference exists (or in test mode), measure PSNR/SSIM.
 
     ``outscale`` (1-8, e.g. 3.5) replaces ``scale`` when given: the method runs at the nearest scale it supports
     at or above it and the result is resized to the exact size with Lanczos (see :mod:`sr_core.outscale`).
+    ``self_ensemble`` averages a model's outputs over the 8 flips and rotations (8x the time, a little more PSNR).
     """
     config = config or AppConfig()
     if image is None:
@@ -558,12 +579,15 @@ def upscale_image(
     )  # fmt: skip
     low_res, truth = inputs.low_res, inputs.truth
     device = device_label(info, config)
+    ensemble = bool(self_ensemble)
     result, seconds = run_method(
-        low_res, info, factor, tile_size=inputs.tiles, config=config, progress=progress, plan=plan
-    )
+        low_res, info, factor, tile_size=inputs.tiles, config=config, progress=progress, plan=plan,
+        self_ensemble=ensemble,
+    )  # fmt: skip
     metrics = compute_metrics(result, truth, factor) if truth is not None else Metrics()
     stem = Path(_label(image, image_name)).stem
-    png = save_result(result, f"{stem}_{info.name}_{scale_label(factor, plan)}", config)
+    png = save_result(result, result_stem(stem, info, factor, plan, ensemble), config)
+    inputs.notes.extend(ensemble_notes(ensemble, [info]))
     before = display_copy(low_res).resize(result.size, Image.Resampling.NEAREST)
     return UpscaleOutcome(info, factor, low_res, result, before, png, seconds, device, metrics, inputs.notes, plan)
 
@@ -597,9 +621,10 @@ def compare_methods(
     reference_name: str | None = None,
     test_degradation: object = "bicubic",
     outscale: object = None,
+    self_ensemble: object = False,
 ) -> CompareOutcome:
     """Run every offered method that supports ``scale`` (every method, with an ``outscale``); rows of
-    (label, PSNR, SSIM, seconds) and PNG paths."""
+    (label, PSNR, SSIM, seconds) and PNG paths. ``self_ensemble`` applies to the models, as in one upscale."""
     config = config or AppConfig()
     if image is None:
         raise ValueError("Please upload an image first.")
@@ -616,6 +641,8 @@ def compare_methods(
     )  # fmt: skip
     low_res, truth, tiles, notes = inputs.low_res, inputs.truth, inputs.tiles, inputs.notes
     _check_output_size(low_res, factor, config, any_plan)
+    ensemble = bool(self_ensemble)
+    notes.extend(ensemble_notes(ensemble, runnable))
     stem = Path(_label(image, image_name)).stem
     rows: list[list[object]] = []
     gallery: list[tuple[str, str]] = []
@@ -627,12 +654,12 @@ def compare_methods(
 
         plan = plans.get(info.name)
         result, seconds = run_method(
-            low_res, info, factor, tile_size=tiles, config=config, progress=step, plan=plan
+            low_res, info, factor, tile_size=tiles, config=config, progress=step, plan=plan, self_ensemble=ensemble
         )
         metrics = compute_metrics(result, truth, factor) if truth is not None else Metrics()
         notes.extend(f"{info.label}: {n}" for n in metrics.notes if not n.startswith("Reference cropped"))
         rows.append([info.label, _round(metrics.psnr, 3), _round(metrics.ssim, 4), round(seconds, 3)])
-        png = save_result(result, f"{stem}_{info.name}_{scale_label(factor, plan)}", config)
+        png = save_result(result, result_stem(stem, info, factor, plan, ensemble), config)
         caption = info.label if metrics.psnr is None else f"{info.label}: {metrics.psnr:.2f} dB"
         gallery.append((str(png), caption))
     if skipped:

@@ -116,6 +116,7 @@ def test_named_endpoints_are_published(app):
         "tile_size",
         "test_degradation",
         "outscale",
+        "self_ensemble",
     ]
 
 
@@ -329,6 +330,41 @@ def test_upscale_image_endpoint_returns_just_the_png(app, upload):
     assert np.abs(pixels(path).astype(int) - expected).max() <= 2
     with pytest.raises(AppError, match="from 1 to 8"):
         client.predict(image=handle_file(upload(source)), method="lanczos", outscale=12, api_name="/upscale_image")
+
+
+def _flipped_average(source: Image.Image, weights_dir: str, scale: int) -> np.ndarray:
+    """The 8 flips and rotations of ``source``, each upscaled on its own, turned back with numpy and averaged."""
+    import sr_core
+
+    rgb = np.asarray(source)
+    total = np.zeros((rgb.shape[0] * scale, rgb.shape[1] * scale, 3))
+    for flip in (False, True):
+        for turns in range(4):
+            moved = np.ascontiguousarray(np.rot90(rgb[:, ::-1] if flip else rgb, turns))
+            out = np.rot90(np.asarray(sr_core.upscale(Image.fromarray(moved), "srresnet", scale,
+                                                      weights_dir=weights_dir), dtype=np.float64), -turns)  # fmt: skip
+            total += out[:, ::-1] if flip else out
+    return total / 8
+
+
+def test_self_ensemble_through_the_api(app, upload):
+    """The checkbox's parameter reaches the model (the 8-transform average) and the summary; classical methods
+    are unchanged by it."""
+    client, _, config = app
+    source = crop((200, 60, 224, 80))  # 24x20
+    path = client.predict(image=handle_file(upload(source)), method="srresnet", scale=4, self_ensemble=True,
+                          api_name="/upscale_image")  # fmt: skip
+    result = pixels(path).astype(np.float64)
+    expected = _flipped_average(source, config.weights_dir, 4)
+    assert np.abs(result - expected).max() <= 4 and np.abs(result - expected).mean() < 0.5
+    plain = pixels(client.predict(image=handle_file(upload(source)), method="srresnet", scale=4,
+                                  api_name="/upscale_image")).astype(np.float64)  # fmt: skip
+    assert np.abs(plain - expected).mean() > 2 * np.abs(result - expected).mean()
+    _, png, _, _, summary = client.predict(image=handle_file(upload(source)), method="bicubic", scale=2,
+                                           self_ensemble=True, api_name="/upscale")  # fmt: skip
+    assert "models only" in summary
+    expected_bicubic = np.asarray(source.resize((48, 40), Image.Resampling.BICUBIC)).astype(int)
+    assert np.abs(pixels(png).astype(int) - expected_bicubic).max() <= 2
 
 
 def test_test_on_my_image_at_a_fractional_scale(app, upload):

@@ -338,3 +338,28 @@ def test_a_model_added_while_the_app_runs_is_offered_with_its_own_scales(tmp_pat
     assert live(str(image), info.name, 2, None, False, 0, "bicubic", None, {"key": None, "png": ""}) == ("ran",)
     assert calls[0][1] == info.name
     assert AppConfig(output_dir=config.output_dir).added.names() == ()  # each app instance starts with none
+
+
+def test_self_ensemble_in_one_upscale_and_in_compare_all(tmp_path, config):
+    """Models run their 8-transform average (sr_core's, whose numbers tests/test_ensemble.py checks), the download
+    says so, and compare-all applies it to the models only."""
+    import sr_core
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(gradient(24, 20)).save(path)
+    out = handlers.upscale_image(str(path), "srresnet", 2, config=config, self_ensemble=True)
+    expected = sr_core.upscale(Image.open(path), "srresnet", 2, self_ensemble=True)
+    assert np.array_equal(np.asarray(Image.open(out.png_path)), np.asarray(expected))
+    assert out.png_path.name == "photo_srresnet_x2_ensemble.png"
+    assert "Self-ensemble: SRResNet" in out.summary
+    plain = handlers.upscale_image(str(path), "srresnet", 2, config=config)
+    assert not np.array_equal(np.asarray(Image.open(plain.png_path)), np.asarray(expected))
+    assert plain.png_path.name == "photo_srresnet_x2.png" and "Self-ensemble" not in plain.summary
+
+    compared = handlers.compare_methods(str(path), 2, config=config, self_ensemble=True)
+    by_label = dict(compared.gallery[i][::-1] for i in range(len(compared.gallery)))
+    ensembled = next(p for label, p in by_label.items() if label.startswith("SRResNet"))
+    assert np.array_equal(np.asarray(Image.open(ensembled)), np.asarray(expected))
+    bicubic = next(p for label, p in by_label.items() if label.startswith("Bicubic"))
+    assert bicubic.endswith("photo_bicubic_x2.png")
+    assert any(n.startswith("Self-ensemble:") and "Bicubic" not in n for n in compared.notes)

@@ -129,6 +129,21 @@ def test_upload_method_slider_psnr(page, tmp_path):
     assert float(number(page, "psnr")) < psnr  # pixel repetition is worse than Lanczos on a photo
 
 
+def test_self_ensemble_checkbox_reruns_the_model_live(page, tmp_path):
+    """Ticking "Self-ensemble" under Advanced re-runs the shown model with it, no second click needed."""
+    small = tmp_path / "small.png"
+    Image.open(PHOTO).convert("RGB").crop((0, 0, 48, 40)).save(small)
+    upload(page, small)
+    choose_method(page, "SRResNet")
+    page.click("#run")
+    wait_for_summary(page, "SRResNet")
+    assert "Self-ensemble" not in page.inner_text("#summary")
+    page.get_by_text("Advanced").click()
+    page.check("#self-ensemble input[type=checkbox]")
+    wait_for_summary(page, "Self-ensemble: SRResNet")
+    assert "small_srresnet_x4_ensemble" in page.inner_text("#download")
+
+
 def test_example_runs_in_one_click_then_compare_fills_the_table(page, served):
     import sr_core
 

@@ -335,7 +335,7 @@ def test_a_model_added_while_the_app_runs_is_offered_with_its_own_scales(tmp_pat
     live = _live_fn(config, menu, lambda *args: calls.append(args) or ("ran",))
     image = tmp_path / "in.png"
     Image.fromarray(gradient(16, 12)).save(image)
-    assert live(str(image), info.name, 2, None, False, 0, "bicubic", None, {"key": None, "png": ""}) == ("ran",)
+    assert live(str(image), info.name, 2, None, False, 0, "bicubic", None, False, {"key": None, "png": ""}) == ("ran",)
     assert calls[0][1] == info.name
     assert AppConfig(output_dir=config.output_dir).added.names() == ()  # each app instance starts with none
 

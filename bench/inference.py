@@ -14,16 +14,21 @@ Prints, from one run:
      upscale's own live peak (over the process with its input loaded) and its working memory beyond the output;
   4. folder throughput: ``sr-upscale`` on a folder of images against the model-only times (the median of --repeat
      interleaved rounds);
-  5. on CUDA (when present): output megapixels/s, bf16 and channels_last, with and without torch.compile.
+  5. on CUDA (when present): output megapixels/s, bf16 and channels_last, with and without torch.compile;
+  6. graph compilers on this CPU: the fused inference copy's whole-image forward (what sr_core runs in each window)
+     eager, through torch.compile (inductor) and through oneDNN Graph (TorchScript trace + freeze with oneDNN fusion,
+     under bf16 autocast where the CPU has fast bf16), interleaved, with their speed against eager and the largest
+     output difference: the evidence for keeping them out of ``upscale()``.
 
     python bench/inference.py [--sizes 128 256 512 1024] [--repeat 3] [--skip-rss] [--skip-folder]
-                              [--keep-freed] [--json FILE]
+                              [--skip-compilers] [--compiler-size 256] [--keep-freed] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import multiprocessing as mp
 import os
@@ -363,6 +368,94 @@ def cuda_rows(repeat: int) -> list[dict]:
     return rows
 
 
+# ------------------------------------------------------------------------------------- 6. graph compilers
+
+
+def _compiled_variants(size: int) -> dict:
+    """name -> (build, run) for each way of running the fused model's forward on one ``size``-pixel input."""
+    import warnings
+
+    import torch
+
+    from sr_core.devices import cpu_has_fast_bf16
+    from sr_core.inference import prepare_for_inference
+
+    dtype = torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    model = _srresnet()
+    fused = prepare_for_inference(model, torch.device("cpu"), dtype)
+    x = torch.from_numpy(photo(size).astype(np.float32) / 255).permute(2, 0, 1)[None]
+    x = x.contiguous(memory_format=torch.channels_last)
+    xd = x.to(dtype)
+
+    def autocast():
+        return torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32)
+
+    def onednn_graph():
+        torch.jit.enable_onednn_fusion(True)
+        plain = model.to(memory_format=torch.channels_last)
+        with warnings.catch_warnings(), torch.no_grad(), autocast():
+            warnings.simplefilter("ignore")  # TorchScript's deprecation and tracer warnings
+            frozen = torch.jit.freeze(torch.jit.trace(plain, x, check_trace=False))
+
+        def run():
+            with torch.no_grad(), autocast():
+                return frozen(x)
+
+        return run
+
+    def inductor():  # on the unfused model: inductor's freezing folds BatchNorm and prepacks oneDNN weights itself
+        plain = copy.deepcopy(model).to(dtype=dtype, memory_format=torch.channels_last)
+        compiled = torch.compile(plain)
+
+        def run():
+            with torch.inference_mode(), torch._inductor.config.patch(freezing=True):
+                return compiled(xd)
+
+        return run
+
+    def eager():
+        def run():
+            with torch.inference_mode():
+                return fused(xd)
+
+        return run
+
+    return {"eager": eager, "torch.compile": inductor, "oneDNN Graph": onednn_graph}
+
+
+def compiler_rows(size: int, repeat: int) -> list[dict]:
+    """Each variant's build time, best forward time (interleaved) and largest difference from eager's output."""
+    runs, rows = {}, {}
+    for name, build in _compiled_variants(size).items():
+        start = time.perf_counter()
+        try:
+            run = build()
+            out = run().float()  # the first call compiles
+            run()
+        except Exception as error:  # a compiler missing or failing here is a result to print, not a crash
+            message = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
+            rows[name] = {"name": name, "size": size, "error": message}
+            continue
+        rows[name] = {"name": name, "size": size, "build_s": time.perf_counter() - start, "times": []}
+        runs[name] = (run, out)
+    for _ in range(repeat):
+        for name, (run, _) in runs.items():
+            rows[name]["times"].append(_best(run, 1))
+    reference = runs["eager"][1]
+    for name, (_, out) in runs.items():
+        row = rows.pop(name)
+        row["seconds"] = min(row.pop("times"))
+        row["max_diff"] = float((out - reference).abs().max())
+        rows[name] = row
+    eager_s = rows["eager"]["seconds"]
+    for row in rows.values():
+        if "seconds" in row:
+            row["speed_vs_eager"] = eager_s / row["seconds"]
+    print(f"  compilers at {size}: " + ", ".join(f"{k} {r.get('seconds', float('nan')):.3f}s" for k, r in rows.items()),
+          file=sys.stderr, flush=True)  # fmt: skip
+    return list(rows.values())
+
+
 # --------------------------------------------------------------------------------------------- report
 
 
@@ -440,6 +533,18 @@ def report(args: argparse.Namespace, results: dict) -> None:
         )
     for r in results.get("cuda", []):
         print(f"CUDA {r['device']}: {r['size']} input x{SCALE}: {r['seconds']:.3f}s, {r['mp_per_s']:.1f} output MP/s")
+    if results.get("compilers"):
+        rows = results["compilers"]
+        print(f"\ngraph compilers, fused model forward on one {rows[0]['size']}x{rows[0]['size']} input "
+              f"(what upscale() runs per window):")  # fmt: skip
+        print("\n| variant | first call s (build) | forward s | speed vs eager | max output diff |")
+        print("|---|---:|---:|---:|---:|")
+        for r in rows:
+            if "error" in r:
+                print(f"| {r['name']} | failed: {r['error']} | | | |")
+            else:
+                print(f"| {r['name']} | {r['build_s']:.1f} | {r['seconds']:.3f} | {r['speed_vs_eager']:.2f}x | "
+                      f"{r['max_diff']:.4f} |")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
@@ -451,6 +556,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--skip-rss", action="store_true", help="skip the peak-memory processes (2048 input: ~1 min)")
     parser.add_argument("--skip-folder", action="store_true", help="skip the folder throughput run")
+    parser.add_argument("--skip-compilers", action="store_true",
+                        help="skip the torch.compile / oneDNN Graph comparison (about a minute)")  # fmt: skip
+    parser.add_argument("--compiler-size", type=int, default=256, help="input size of the compiler comparison")
     parser.add_argument("--folder-images", type=int, default=8)
     parser.add_argument("--folder-size", type=int, default=256)
     parser.add_argument("--keep-freed", action="store_true",
@@ -479,6 +587,8 @@ def main() -> None:
     if not args.skip_folder:
         results["folder"] = folder_row(args.folder_images, args.folder_size, args.repeat)
     results["cuda"] = cuda_rows(args.repeat)
+    if not args.skip_compilers:
+        results["compilers"] = compiler_rows(args.compiler_size, args.repeat)
     report(args, results)
 
 

@@ -198,3 +198,16 @@ def test_training_works_after_inference_in_the_same_process(tiny_srresnet):
     model.train()
     model(torch.rand(2, 3, 8, 8)).square().mean().backward()
     assert model.exit.weight.grad is not None and model.exit.weight.grad.abs().sum() > 0
+
+
+def test_srresnet_traces_under_torch_compile(tiny_srresnet):
+    """torch.compile (dynamo; the eager backend, so no C++ build) runs the model, gradients included: the sub-pixel
+    kernel index is numpy bookkeeping it must step around, not trace (it failed on ``ndarray.setflags``)."""
+    torch._dynamo.reset()
+    model = tiny_srresnet(scale=4, num_blocks=1, channels=4).double()
+    x = torch.rand(1, 3, 6, 5, dtype=torch.float64)
+    expected = model(x)
+    got = torch.compile(model, backend="eager")(x)
+    torch.testing.assert_close(got, expected)
+    got.square().sum().backward()
+    assert model.exit.weight.grad is not None and model.exit.weight.grad.abs().sum() > 0

@@ -138,10 +138,16 @@ def subpixel_weight(weight: torch.Tensor, r: int) -> torch.Tensor:
     if k != k2 or k % 2 == 0:
         raise ValueError(f"subpixel_weight needs an odd square kernel, got {tuple(weight.shape)}")
     flat = torch.cat([weight.flatten(2), weight.new_zeros(out_c, in_c, 1)], dim=2)  # last entry: a zero tap
-    index = torch.tensor(_subpixel_taps(k, r), device=weight.device)  # a fresh tensor: usable in any grad mode
-    picked = flat[:, :, index]  # (out, in, r*r, r*r, taps, taps)
+    picked = flat[:, :, _subpixel_index(k, r, weight.device)]  # (out, in, r*r, r*r, taps, taps)
     taps = picked.shape[-1]
     return picked.permute(0, 2, 1, 3, 4, 5).reshape(out_c * r * r, in_c * r * r, taps, taps)
+
+
+@torch.compiler.disable  # numpy bookkeeping, not tensor work: torch.compile steps around it (a graph break)
+def _subpixel_index(k: int, r: int, device: torch.device) -> torch.Tensor:
+    """:func:`_subpixel_taps` as a fresh tensor (never a cached one, which made under inference_mode would break
+    autograd later in the same process)."""
+    return torch.tensor(_subpixel_taps(k, r), device=device)
 
 
 @functools.cache

@@ -443,14 +443,9 @@ def compiler_rows(size: int, repeat: int) -> list[dict]:
             rows[name]["times"].append(_best(run, 1))
     reference = runs["eager"][1]
     for name, (_, out) in runs.items():
-        row = rows.pop(name)
-        row["seconds"] = min(row.pop("times"))
-        row["max_diff"] = float((out - reference).abs().max())
-        rows[name] = row
-    eager_s = rows["eager"]["seconds"]
-    for row in rows.values():
-        if "seconds" in row:
-            row["speed_vs_eager"] = eager_s / row["seconds"]
+        rows[name].update(seconds=min(rows[name].pop("times")), max_diff=float((out - reference).abs().max()))
+    for name in runs:
+        rows[name]["speed_vs_eager"] = rows["eager"]["seconds"] / rows[name]["seconds"]
     print(f"  compilers at {size}: " + ", ".join(f"{k} {r.get('seconds', float('nan')):.3f}s" for k, r in rows.items()),
           file=sys.stderr, flush=True)  # fmt: skip
     return list(rows.values())

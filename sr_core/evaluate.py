@@ -115,21 +115,31 @@ def summarize(
     rows = sorted(rows, key=lambda r: r["name"])
     keys = [k for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim") if rows and k in rows[0]]
     mean = {k: float(sum(r[k] for r in rows) / len(rows)) for k in keys} if rows else {}
-    channel = "Y channel (BT.601, MATLAB rgb2ycbcr)" if y_channel else "RGB"
-    lr_note = "" if degrade == "bicubic" else f", then {NAMED_DEGRADATIONS[degrade]} (degradation '{degrade}')"
-    if self_ensemble:
-        lr_note += "; the method's outputs averaged over the 8 flips and rotations of the LR (self-ensemble)"
     return {
         "method": method,
         "scale": scale,
         "degrade": degrade,
         "self_ensemble": self_ensemble,
+        "y_channel": y_channel,
         "num_images": len(rows),
-        "convention": f"PSNR (dB) and SSIM on the {channel}, {scale}-pixel border cropped, output rounded to "
-        f"8 bit; HR mod-cropped to a multiple of {scale}, LR by PIL bicubic downscaling{lr_note}",
+        "convention": convention(scale, y_channel=y_channel, degrade=degrade, self_ensemble=self_ensemble),
         "images": list(rows),
         "mean": mean,
     }
+
+
+def convention(
+    scale: int, *, y_channel: bool = True, degrade: str | None = "bicubic", self_ensemble: bool = False
+) -> str:
+    """How scores are computed, in words; ``degrade=None`` leaves the LR degradation out."""
+    channel = "Y channel (BT.601, MATLAB rgb2ycbcr)" if y_channel else "RGB"
+    lr_note = "" if degrade in (None, "bicubic") else f", then {NAMED_DEGRADATIONS[degrade]} (degradation '{degrade}')"
+    if self_ensemble:
+        lr_note += "; the method's outputs averaged over the 8 flips and rotations of the LR (self-ensemble)"
+    return (
+        f"PSNR (dB) and SSIM on the {channel}, {scale}-pixel border cropped, output rounded to 8 bit; HR mod-cropped "
+        f"to a multiple of {scale}, LR by PIL bicubic downscaling{lr_note}"
+    )
 
 
 def _as_pairs(
@@ -204,6 +214,27 @@ def format_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + f"\n\nx{result['scale']}. {result['convention']}.\n"
 
 
+def format_degradations(results: Sequence[dict[str, Any]]) -> str:
+    """One method's results on several LR degradations as one markdown table: a row per degradation with its
+    mean scores, next to bicubic and the gain over it when scored, then what each degradation is."""
+    first = results[0]
+    with_base = "bicubic_psnr" in first["mean"]
+    name = Path(first["method"]).name or first["method"]
+    header = [f"LR (x{first['scale']}, {first['num_images']} images)"]
+    header += (["bicubic PSNR", "bicubic SSIM"] if with_base else []) + [f"{name} PSNR", f"{name} SSIM"]
+    header += ["gain (dB)"] if with_base else []
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    for result in results:
+        m = result["mean"]
+        cells = [_fmt(m["bicubic_psnr"], 2), _fmt(m["bicubic_ssim"], 4)] if with_base else []
+        cells += [_fmt(m["psnr"], 2), _fmt(m["ssim"], 4)]
+        cells += [f"{m['psnr'] - m['bicubic_psnr']:+.2f}"] if with_base else []
+        lines.append("| " + " | ".join([f"`{result['degrade']}`", *cells]) + " |")
+    notes = "; ".join(f"`{r['degrade']}`: {NAMED_DEGRADATIONS[r['degrade']]}" for r in results)
+    how = convention(first["scale"], y_channel=first["y_channel"], degrade=None, self_ensemble=first["self_ensemble"])
+    return "\n".join(lines) + f"\n\nx{first['scale']}. {how}; then the named degradation ({notes}).\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sr_core.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", required=True, help="method name (see sr-upscale --list) or model folder")
@@ -218,37 +249,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true", help="do not score bicubic alongside")
     parser.add_argument(
         "--degrade",
-        default="bicubic",
+        nargs="+",
+        default=["bicubic"],
         choices=list(NAMED_DEGRADATIONS),
         help="degrade the bicubic LR with a named, fixed-seed degradation: "
-        + "; ".join(f"{k}: {v}" for k, v in NAMED_DEGRADATIONS.items()),
+        + "; ".join(f"{k}: {v}" for k, v in NAMED_DEGRADATIONS.items())
+        + ". Several names: one table with a row per degradation (--json then holds a list of results)",
     )
     parser.add_argument(
         "--self-ensemble", action="store_true",
         help="score the average of the method's outputs over the 8 flips and rotations of each LR (8x the time)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    specs = list(dict.fromkeys(args.degrade))
     try:
-        result = evaluate(
-            args.method,
-            args.scale,
-            args.data,
-            baseline=None if args.no_baseline else "bicubic",
-            center_crop=args.center_crop,
-            max_images=args.max_images,
-            device=args.device,
-            precision=args.precision,
-            y_channel=not args.rgb,
-            degrade=args.degrade,
-            self_ensemble=args.self_ensemble,
-        )
+        results = [
+            evaluate(
+                args.method,
+                args.scale,
+                args.data,
+                baseline=None if args.no_baseline else "bicubic",
+                center_crop=args.center_crop,
+                max_images=args.max_images,
+                device=args.device,
+                precision=args.precision,
+                y_channel=not args.rgb,
+                degrade=spec,
+                self_ensemble=args.self_ensemble,
+            )
+            for spec in specs
+        ]
     except (SRError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_markdown(result))
+    print(format_markdown(results[0]) if len(results) == 1 else format_degradations(results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
+        saved = results[0] if len(results) == 1 else results
+        args.json.write_text(json.dumps(saved, indent=2, allow_nan=True) + "\n")
     return 0
 
 

@@ -134,6 +134,26 @@ def test_degrade_is_reproducible_and_the_cli_takes_it(hr_folder, capsys):
     assert "Gaussian blur" in capsys.readouterr().out
 
 
+def test_the_cli_scores_several_degradations_in_one_table(hr_folder, tmp_path, capsys):
+    """A row per named degradation whose numbers are the single-degradation means; the JSON lists each result."""
+    out = tmp_path / "r.json"
+    specs = ["bicubic", "jpeg50", "blur+jpeg60"]
+    assert main(["--method", "bilinear", "--data", str(hr_folder), "--degrade", *specs, "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert [r["degrade"] for r in saved] == specs
+    for spec, result in zip(specs, saved, strict=True):
+        m = evaluate("bilinear", 4, hr_folder, degrade=spec)["mean"]
+        assert result["mean"] == pytest.approx(m)
+        row = f"| `{spec}` | {m['bicubic_psnr']:.2f} | {m['bicubic_ssim']:.4f} | {m['psnr']:.2f} | {m['ssim']:.4f} | "
+        assert row + f"{m['psnr'] - m['bicubic_psnr']:+.2f} |" in table
+    assert "| LR (x4, 2 images) | bicubic PSNR | bicubic SSIM | bilinear PSNR | bilinear SSIM | gain (dB) |" in table
+    assert "`jpeg50`: JPEG quality 50" in table and "Y channel" in table
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--method", "bilinear", "--data", str(hr_folder), "--degrade", "jpeg50", "jpeg10"])
+    assert exit_info.value.code == 2 and "invalid choice: 'jpeg10'" in capsys.readouterr().err
+
+
 def test_compare_models_takes_degrade_and_draws_the_input(hr_folder, tmp_path, capsys):
     from train.compare_models import main as compare
 

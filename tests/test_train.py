@@ -17,6 +17,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from train_helpers import ROOT, loss_records, reset_accelerate_state, run_training, tiny_args
 
+from sr_core.degradations import NAMED_DEGRADATIONS
 from train.checkpoint import MARKER, find_checkpoint
 from train.config import ConfigError, load_config
 from train.ema import EMA
@@ -86,6 +87,7 @@ def test_real_photo_configs_use_the_realistic_degradations():
     assert (real.data.degradation, real.train.stage, real.train.init_from) == ("realistic", "srresnet", "srresnet")
     assert real.data.realistic.clean_prob == pytest.approx(0.1) and real.data.realistic.noise_range2 == [1.0, 15.0]
     assert real.data.realistic.kernel_list[0] == "iso"  # unset keys keep Real-ESRGAN's defaults
+    assert sorted(real.data.val_specs()) == sorted(NAMED_DEGRADATIONS)  # best/ is judged on every named input
     gan = load_config(ROOT / "train/configs/real_srgan_x4.yaml")
     assert (gan.train.stage, gan.train.init_from, gan.data.degradation) == ("srgan", "real-srresnet", "realistic")
     assert gan.data.realistic == real.data.realistic
@@ -118,6 +120,9 @@ def test_overrides_are_typed():
         ("train.steps", "train.steps"),
         ("data.degradation=real", "data.degradation"),
         ("data.val_degrade=jpeg10", "data.val_degrade"),
+        ("data.val_degrade=[jpeg75, jpeg10]", "data.val_degrade"),
+        ("data.val_degrade=[jpeg75, jpeg75]", "data.val_degrade"),
+        ("data.val_degrade=[]", "data.val_degrade"),
         ("data.realistic.noise_range=[9, 1]", "data.realistic.noise_range"),
         ("data.realistic.jpeg_prob=2", "data.realistic.jpeg_prob"),
         ("data.realistic.bogus=1", "data.realistic.bogus"),
@@ -178,6 +183,29 @@ def test_realistic_degradation_run_trains_and_validates_on_degraded_lr(image_fol
     assert code == EXIT_OK
     assert "LR jpeg75" in capsys.readouterr().out
     assert len(loss_records(out)) == 2 and (out / "best" / "model.safetensors").is_file()
+
+
+def test_validation_on_several_degradations_scores_each_and_keeps_the_best_of_their_mean(
+    image_folders, tmp_path, capsys
+):
+    from sr_core.evaluate import evaluate
+
+    out = tmp_path / "specs"
+    assert run(image_folders, out, "train.steps=4", "data.val_degrade=[bicubic, noise10+jpeg75]") == EXIT_OK
+    assert "averaged over 2 LR degradations: bicubic" in capsys.readouterr().out
+    vals = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if "val_psnr" in x]
+    assert [v["step"] for v in vals] == [2, 4]
+    last = vals[-1]
+    # Each degradation is scored as sr_core.evaluate scores the exported model on it; the run's PSNR is their mean.
+    for spec in ("bicubic", "noise10+jpeg75"):
+        result = evaluate(str(out / "last"), 4, image_folders[1], degrade=spec)["mean"]
+        assert last[f"val_psnr_{spec}"] == pytest.approx(result["psnr"], abs=0.02)
+        assert last[f"val_bicubic_psnr_{spec}"] == pytest.approx(result["bicubic_psnr"], abs=1e-9)
+    assert last["val_psnr_noise10+jpeg75"] < last["val_psnr_bicubic"]
+    assert last["val_psnr"] == pytest.approx((last["val_psnr_bicubic"] + last["val_psnr_noise10+jpeg75"]) / 2)
+    best = json.loads((out / "best/training.json").read_text())
+    assert best["best_psnr"] == pytest.approx(max(v["val_psnr"] for v in vals))
+    assert "bicubic / noise10+jpeg75, scores averaged" in (out / "best/README.md").read_text()
 
 
 def test_freeze_bn_keeps_the_statistics_and_trains_the_rest(image_folders, tmp_path):

@@ -59,7 +59,13 @@ class DataConfig:
     val_max_images: int = 0
     degradation: str = "bicubic"
     realistic: DegradationConfig = field(default_factory=DegradationConfig)
-    val_degrade: str = "bicubic"
+    val_degrade: str | list[str] = "bicubic"
+    """A named degradation of the validation LR (sr_core.degradations), or a list of them: each is scored and
+    the run's best is the one with the highest PSNR averaged over them."""
+
+    def val_specs(self) -> list[str]:
+        """``val_degrade`` as a list of named degradations."""
+        return [self.val_degrade] if isinstance(self.val_degrade, str) else list(self.val_degrade)
 
 
 @dataclass
@@ -392,7 +398,11 @@ def validate(config: Config) -> Config:
     )
     _check(d.val_max_images >= 0, "data.val_max_images", "must be >= 0 (0 = all)")
     _check(d.degradation in DEGRADATIONS, "data.degradation", f"must be one of {DEGRADATIONS}")
-    _check(d.val_degrade in NAMED_DEGRADATIONS, "data.val_degrade", f"must be one of {tuple(NAMED_DEGRADATIONS)}")
+    specs = d.val_specs()
+    _check(bool(specs), "data.val_degrade", "must name at least one degradation")
+    unknown = [s for s in specs if s not in NAMED_DEGRADATIONS]
+    _check(not unknown, "data.val_degrade", f"unknown {unknown}; each must be one of {tuple(NAMED_DEGRADATIONS)}")
+    _check(len(set(specs)) == len(specs), "data.val_degrade", f"names a degradation twice: {specs}")
     try:
         d.realistic.validate()
     except ValueError as exc:

@@ -220,7 +220,8 @@ class Trainer:
             ["adversarial", "feature", "artifact", "grid", "d_loss", "d_hr", "d_sr"] if self.gan else []
         )
         self.ema: EMA | None = None
-        self.baseline_cache: dict[str, dict[str, float]] = {}
+        self.baseline_cache: dict[str, dict[str, dict[str, float]]] = {}
+        """Per named degradation, per validation image: its bicubic PSNR and SSIM."""
 
     def prepare(self, loader: DataLoader | None = None) -> DataLoader | None:
         """Hand everything to ``accelerator.prepare`` (device, DDP, mixed precision); set up the EMA copy."""
@@ -418,12 +419,28 @@ def make_upscaler(model: nn.Module, device: torch.device) -> Callable[[Image.Ima
 def validate(trainer: Trainer, images: ImageList) -> dict[str, Any]:
     """PSNR/SSIM of the exported generator on the validation images, split over processes, then gathered.
 
-    The bicubic scores are computed at the first validation and reused afterwards.
+    One :func:`summarize` per named degradation in ``data.val_degrade`` (under ``"specs"``); ``"mean"`` averages
+    their means, so a run validated on several LR degradations keeps the best model over all of them. The bicubic
+    scores are computed at the first validation and reused afterwards.
     """
+    upscaler = make_upscaler(trainer.export_model(), trainer.accelerator.device)
+    specs = trainer.config.data.val_specs()
+    results = {spec: _validate_spec(trainer, images, upscaler, spec) for spec in specs}
+    if len(specs) == 1:
+        return results[specs[0]]
+    first = results[specs[0]]
+    mean = {k: sum(r["mean"][k] for r in results.values()) / len(results) for k in first["mean"]}
+    return {"num_images": first["num_images"], "degrade": "+".join(specs), "mean": mean,
+            "specs": {spec: r["mean"] for spec, r in results.items()}}  # fmt: skip
+
+
+def _validate_spec(
+    trainer: Trainer, images: ImageList, upscaler: Callable[[Image.Image], Image.Image], spec: str
+) -> dict[str, Any]:
+    """:func:`sr_core.evaluate.evaluate` of ``upscaler`` on one named LR degradation, split over processes."""
     acc, d = trainer.accelerator, trainer.config.data
     count = len(images) if d.val_max_images <= 0 else min(d.val_max_images, len(images))
-    upscaler = make_upscaler(trainer.export_model(), acc.device)
-    scale, cache = trainer.config.model.scale, trainer.baseline_cache
+    scale, cache = trainer.config.model.scale, trainer.baseline_cache.setdefault(spec, {})
     with acc.split_between_processes(list(range(count))) as mine:
         rows = []
         if mine:
@@ -433,14 +450,14 @@ def validate(trainer: Trainer, images: ImageList) -> dict[str, Any]:
                 images.subset(mine),
                 center_crop=d.val_center_crop,
                 baseline=None if cache else "bicubic",
-                degrade=d.val_degrade,
+                degrade=spec,
             )["images"]
         if cache:
             for row in rows:
                 row.update(cache[row["name"]])
         else:
             cache.update({row["name"]: {k: row[k] for k in ("bicubic_psnr", "bicubic_ssim")} for row in rows})
-    return summarize(gather_object(rows), method="validation", scale=scale, degrade=d.val_degrade)
+    return summarize(gather_object(rows), method="validation", scale=scale, degrade=spec)
 
 
 def card_kwargs(config: Config, info: dict[str, Any]) -> dict[str, Any]:
@@ -461,7 +478,8 @@ def card_kwargs(config: Config, info: dict[str, Any]) -> dict[str, Any]:
             **{k: val[k] for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim") if k in val},
             "data": d.val_dir or f"{d.hub_id} ({d.hub_val_files})",
             "dataset_id": None if d.val_dir else d.hub_id,
-            "convention": f"validation at step {info['step']} (sr_core.evaluate conventions, LR {d.val_degrade})",
+            "convention": f"validation at step {info['step']} (sr_core.evaluate conventions, "
+            f"LR {' / '.join(d.val_specs())}{', scores averaged' if len(d.val_specs()) > 1 else ''})",
         }
     return {
         "model_id": config.hub.push_to_hub,
@@ -517,13 +535,16 @@ def _hparams(config: Config) -> dict[str, Any]:
 
 
 def _val_line(step: int, metrics: dict[str, Any], best: bool) -> str:
-    m = metrics["mean"]
-    return (
+    m, specs = metrics["mean"], metrics.get("specs")
+    where = f", LR {metrics['degrade']}" if metrics.get("degrade", "bicubic") != "bicubic" and not specs else ""
+    line = (
         f"step {step}: val PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f} "
-        f"(bicubic {m['bicubic_psnr']:.2f} / {m['bicubic_ssim']:.4f}, {metrics['num_images']} images"
-        f"{', LR ' + metrics['degrade'] if metrics.get('degrade', 'bicubic') != 'bicubic' else ''})"
-        + (" - new best" if best else "")
+        f"(bicubic {m['bicubic_psnr']:.2f} / {m['bicubic_ssim']:.4f}, {metrics['num_images']} images{where})"
     )
+    if specs:
+        gains = ", ".join(f"{spec} {v['psnr']:.2f} ({v['psnr'] - v['bicubic_psnr']:+.2f})" for spec, v in specs.items())
+        line += f" averaged over {len(specs)} LR degradations: {gains}"
+    return line + (" - new best" if best else "")
 
 
 def _stop(trainer: Trainer, step: int, info: Callable[[str], dict[str, Any]], *, saved: bool) -> int:
@@ -771,15 +792,17 @@ class _Loop:
         state.last_val = {"step": step, **metrics["mean"]}
         if best:
             state.best_psnr, state.best_step = metrics["mean"]["psnr"], step
-        acc.log({f"val/{k}": v for k, v in metrics["mean"].items()}, step=step)
+        per_spec = [(spec, k, v) for spec, values in metrics.get("specs", {}).items() for k, v in values.items()]
+        tracked = {f"val/{k}": v for k, v in metrics["mean"].items()}
+        acc.log({**tracked, **{f"val/{spec}/{k}": v for spec, k, v in per_spec}}, step=step)
         if acc.is_main_process:
             upscaler = make_upscaler(trainer.export_model(), acc.device)
             preview = write_val_preview(
-                upscaler, self.val_images, self.out, scale=config.model.scale, degrade=config.data.val_degrade
+                upscaler, self.val_images, self.out, scale=config.model.scale, degrade=config.data.val_specs()[0]
             )
-            _append_log(
-                self.out / "log.jsonl", {"step": step, **{f"val_{k}": v for k, v in metrics["mean"].items()}, **preview}
-            )
+            scores = {f"val_{k}": v for k, v in metrics["mean"].items()}
+            scores.update({f"val_{k}_{spec}": v for spec, k, v in per_spec})
+            _append_log(self.out / "log.jsonl", {"step": step, **scores, **preview})
             if best:
                 export_generator(trainer.export_model(), self.out / "best", self.info("best"), config)
             self.bar.write(_val_line(step, metrics, best))

@@ -197,42 +197,47 @@ def _fmt(value: float, digits: int) -> str:
     return "inf" if math.isinf(value) else f"{value:.{digits}f}"
 
 
+def _score_columns(result: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The score columns of a result's tables: (header names, row keys), bicubic's first when it was scored."""
+    name = Path(result["method"]).name or result["method"]
+    with_base = "bicubic_psnr" in result["mean"]
+    header = (["bicubic PSNR", "bicubic SSIM"] if with_base else []) + [f"{name} PSNR", f"{name} SSIM"]
+    return header, (["bicubic_psnr", "bicubic_ssim"] if with_base else []) + ["psnr", "ssim"]
+
+
+def _cells(row: dict[str, Any], keys: list[str]) -> list[str]:
+    return [_fmt(row[k], 2 if k.endswith("psnr") else 4) for k in keys]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)] + [
+        "| " + " | ".join(row) + " |" for row in rows
+    ]
+
+
 def format_markdown(result: dict[str, Any]) -> str:
     """The result as a markdown table (one row per image, then the mean) followed by the convention."""
-    with_base = "bicubic_psnr" in result["mean"]
-    name = Path(result["method"]).name or result["method"]
-    header = ["image"] + (["bicubic PSNR", "bicubic SSIM"] if with_base else []) + [f"{name} PSNR", f"{name} SSIM"]
-    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
-
-    def cells(row: dict[str, Any]) -> list[str]:
-        keys = (["bicubic_psnr", "bicubic_ssim"] if with_base else []) + ["psnr", "ssim"]
-        return [_fmt(row[k], 2 if k.endswith("psnr") else 4) for k in keys]
-
-    for row in result["images"]:
-        lines.append("| " + " | ".join([row["name"], *cells(row)]) + " |")
-    lines.append("| " + " | ".join([f"**mean ({result['num_images']})**", *cells(result["mean"])]) + " |")
-    return "\n".join(lines) + f"\n\nx{result['scale']}. {result['convention']}.\n"
+    header, keys = _score_columns(result)
+    rows = [[row["name"], *_cells(row, keys)] for row in result["images"]]
+    rows.append([f"**mean ({result['num_images']})**", *_cells(result["mean"], keys)])
+    return "\n".join(_table(["image", *header], rows)) + f"\n\nx{result['scale']}. {result['convention']}.\n"
 
 
 def format_degradations(results: Sequence[dict[str, Any]]) -> str:
     """One method's results on several LR degradations as one markdown table: a row per degradation with its
     mean scores, next to bicubic and the gain over it when scored, then what each degradation is."""
     first = results[0]
-    with_base = "bicubic_psnr" in first["mean"]
-    name = Path(first["method"]).name or first["method"]
-    header = [f"LR (x{first['scale']}, {first['num_images']} images)"]
-    header += (["bicubic PSNR", "bicubic SSIM"] if with_base else []) + [f"{name} PSNR", f"{name} SSIM"]
-    header += ["gain (dB)"] if with_base else []
-    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    header, keys = _score_columns(first)
+    with_base = "bicubic_psnr" in keys
+    rows = []
     for result in results:
         m = result["mean"]
-        cells = [_fmt(m["bicubic_psnr"], 2), _fmt(m["bicubic_ssim"], 4)] if with_base else []
-        cells += [_fmt(m["psnr"], 2), _fmt(m["ssim"], 4)]
-        cells += [f"{m['psnr'] - m['bicubic_psnr']:+.2f}"] if with_base else []
-        lines.append("| " + " | ".join([f"`{result['degrade']}`", *cells]) + " |")
+        gain = [f"{m['psnr'] - m['bicubic_psnr']:+.2f}"] if with_base else []
+        rows.append([f"`{result['degrade']}`", *_cells(m, keys), *gain])
+    header = [f"LR (x{first['scale']}, {first['num_images']} images)", *header] + (["gain (dB)"] if with_base else [])
     notes = "; ".join(f"`{r['degrade']}`: {NAMED_DEGRADATIONS[r['degrade']]}" for r in results)
     how = convention(first["scale"], y_channel=first["y_channel"], degrade=None, self_ensemble=first["self_ensemble"])
-    return "\n".join(lines) + f"\n\nx{first['scale']}. {how}; then the named degradation ({notes}).\n"
+    return "\n".join(_table(header, rows)) + f"\n\nx{first['scale']}. {how}; then the named degradation ({notes}).\n"
 
 
 def main(argv: list[str] | None = None) -> int:

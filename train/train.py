@@ -471,7 +471,7 @@ def card_kwargs(config: Config, info: dict[str, Any]) -> dict[str, Any]:
         "ema_decay": t.ema_decay or None,
         "config": config.to_dict(),
     }
-    val = info.get("val") or {}
+    val, specs = info.get("val") or {}, d.val_specs()
     evaluation = None
     if "psnr" in val and val.get("step") == info["step"]:
         evaluation = {
@@ -479,7 +479,7 @@ def card_kwargs(config: Config, info: dict[str, Any]) -> dict[str, Any]:
             "data": d.val_dir or f"{d.hub_id} ({d.hub_val_files})",
             "dataset_id": None if d.val_dir else d.hub_id,
             "convention": f"validation at step {info['step']} (sr_core.evaluate conventions, "
-            f"LR {' / '.join(d.val_specs())}{', scores averaged' if len(d.val_specs()) > 1 else ''})",
+            f"LR {' / '.join(specs)}{', scores averaged' if len(specs) > 1 else ''})",
         }
     return {
         "model_id": config.hub.push_to_hub,

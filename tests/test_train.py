@@ -127,6 +127,9 @@ def test_overrides_are_typed():
         ("data.realistic.jpeg_prob=2", "data.realistic.jpeg_prob"),
         ("data.realistic.bogus=1", "data.realistic.bogus"),
         ("train.freeze_bn=true", "train.precise_bn_batches"),
+        ("train.add_blocks=-1", "train.add_blocks"),
+        ("train.add_blocks=2", "train.add_blocks"),
+        ("train.add_blocks_lr_scale=0", "train.add_blocks_lr_scale"),
         ("model.architecture=Discriminator", "model.architecture"),
         ("hub.push_to_hub=not-a-hub-id", "hub.push_to_hub"),
         ("hub.private=maybe", "hub.private"),
@@ -231,6 +234,50 @@ def test_init_from_a_shipped_method_name(tmp_path, weights_dir, monkeypatch):
     assert model.scale == 4 and model.config.channels == 8  # the tiny x4 model of the weights fixture
     with pytest.raises(ConfigError, match="neither a folder nor a shipped model"):
         build_generator(load_config(None, ["train.init_from=nope", "data.train_dir=x", "data.val_dir=y"]))
+
+
+def test_add_blocks_grows_the_trunk_and_keeps_the_function(tmp_path, weights_dir, monkeypatch):
+    from train.train import build_generator
+
+    monkeypatch.setenv("SR_STUDIO_WEIGHTS_DIR", str(weights_dir))
+    overrides = ["train.init_from=srresnet", "data.train_dir=x", "data.val_dir=y"]
+    source = build_generator(load_config(None, overrides)).eval()
+    grown = build_generator(load_config(None, [*overrides, "train.add_blocks=3"])).eval()
+    assert grown.config.num_blocks == source.config.num_blocks + 3
+    old = source.state_dict()
+    assert all(torch.equal(v, old[k]) for k, v in grown.state_dict().items() if k in old)
+    new_keys = {k.split(".")[1] for k in grown.state_dict() if k.startswith("trunk.") and k not in old}
+    assert len(new_keys) == 3
+    x = torch.rand(2, 3, 12, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x), source(x), rtol=0, atol=1e-6)
+    grown.train()(x).sum().backward()  # the new blocks learn: their last BatchNorm scale gets a gradient
+    last_new = grown.trunk[-1].bn2.weight
+    assert last_new.grad is not None and last_new.grad.abs().sum() > 0
+
+
+def test_appended_blocks_get_their_own_learning_rate(image_folders, tmp_path, weights_dir, monkeypatch):
+    from safetensors.torch import load_file
+
+    from train.train import build_generator, generator_param_groups
+
+    monkeypatch.setenv("SR_STUDIO_WEIGHTS_DIR", str(weights_dir))
+    grow = ["train.init_from=srresnet", "train.add_blocks=2", "train.add_blocks_lr_scale=10"]
+    config = load_config(None, [*grow, "train.lr=3e-4", "data.train_dir=x", "data.val_dir=y"])
+    model = build_generator(config)
+    base, grown = torch.optim.Adam(generator_param_groups(model, config.train), lr=config.train.lr).param_groups
+    assert base["lr"] == pytest.approx(3e-4) and grown["lr"] == pytest.approx(3e-3)
+    appended = {id(p) for p in model.trunk[-2:].parameters()}
+    assert {id(p) for p in grown["params"]} == appended
+    assert not appended & {id(p) for p in base["params"]}
+    assert len(base["params"]) + len(grown["params"]) == len(list(model.parameters()))
+    # A whole run: the exported model is the grown one, and the appended blocks moved away from identities.
+    out = tmp_path / "run"
+    assert run(image_folders, out, "train.steps=3", *grow) == EXIT_OK
+    exported = json.loads((out / "best" / "config.json").read_text())
+    assert exported["num_blocks"] == model.config.num_blocks
+    state = load_file(out / "last" / "model.safetensors")
+    assert state[f"trunk.{model.config.num_blocks - 1}.bn2.weight"].abs().sum() > 0
 
 
 def test_resume_continues_exactly(image_folders, tmp_path):
@@ -572,16 +619,16 @@ def test_two_process_cpu_run_writes_the_same_checkpoint_format(image_folders, st
 
 def test_init_from_another_scale_copies_the_scale_independent_layers():
     from sr_core.models import SRResNet
-    from train.train import transfer_to_scale
+    from train.train import transferred
 
     torch.manual_seed(0)
     x4 = SRResNet(scale=4, num_blocks=2, channels=8)
-    x2 = transfer_to_scale(x4, 2)
+    x2 = transferred(x4, scale=2)
     assert x2.scale == 2 and len(x2.upsampler) == 1
     src, dst = x4.state_dict(), x2.state_dict()
     for key in dst:
         assert torch.equal(dst[key], src[key]), key  # every x2 layer exists in x4 with the same shape
-    x8 = transfer_to_scale(x4, 8)
+    x8 = transferred(x4, scale=8)
     fresh = [k for k in x8.state_dict() if k.startswith("upsampler.2.")]
     assert fresh and all(k not in src for k in fresh)
     assert x8(torch.rand(1, 3, 5, 5)).shape == (1, 3, 40, 40)

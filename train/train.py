@@ -61,7 +61,7 @@ from sr_core.models import WEIGHTS_NAME, Discriminator, SRModel, build_model, lo
 from sr_core.pipeline import model_forward_array
 from sr_core.registry import get_method, load_model
 from train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, swap_in
-from train.config import Config, ConfigError, HubConfig, dump_config, load_config
+from train.config import Config, ConfigError, HubConfig, OptimConfig, dump_config, load_config
 from train.ema import EMA
 from train.precise_bn import calibration_batches, recalibrated
 from train.run_control import (
@@ -143,9 +143,28 @@ def build_generator(config: Config) -> SRModel:
         )
     if not isinstance(model, SRModel):
         raise ConfigError(f"train.init_from: {init} holds a {type(model).__name__}, not an upscaler (generator)")
-    if model.scale != m.scale:
-        return transfer_to_scale(model, m.scale)
-    return model
+    changes = {"scale": m.scale} if model.scale != m.scale else {}
+    if config.train.add_blocks:
+        changes["num_blocks"] = _num_blocks(model, init) + config.train.add_blocks
+    return transferred(model, **changes) if changes else model
+
+
+def _num_blocks(model: SRModel, init: str) -> int:
+    blocks = model.config_dict().get("num_blocks")
+    if not isinstance(blocks, int):
+        raise ConfigError(f"train.add_blocks: {init} ({type(model).__name__}) has no residual trunk to grow")
+    return blocks
+
+
+def generator_param_groups(generator: nn.Module, t: OptimConfig) -> list[dict[str, Any]]:
+    """Adam's parameter groups: everything at ``train.lr``, the blocks ``train.add_blocks`` appended at
+    ``train.lr * train.add_blocks_lr_scale``."""
+    grown = list(generator.trunk[-t.add_blocks :].parameters()) if t.add_blocks else []  # type: ignore[index]
+    grown_ids = {id(p) for p in grown}
+    groups: list[dict[str, Any]] = [{"params": [p for p in generator.parameters() if id(p) not in grown_ids]}]
+    if grown:
+        groups.append({"params": grown, "lr": t.lr * t.add_blocks_lr_scale})
+    return groups
 
 
 def freeze_batchnorm_statistics(model: nn.Module) -> None:
@@ -159,14 +178,16 @@ def freeze_batchnorm_statistics(model: nn.Module) -> None:
             module.eval()
 
 
-def transfer_to_scale(source: SRModel, scale: int) -> SRModel:
-    """A new model like ``source`` at ``scale``, starting from every layer of ``source`` that does not depend on it.
+def transferred(source: SRModel, **changes: int) -> SRModel:
+    """A new model like ``source`` with ``changes`` to its config (``scale``, ``num_blocks``), starting from every
+    layer of ``source`` that keeps its name and shape.
 
-    The feature extractor, the residual trunk, the upsampling stages both models have and the output conv are
-    copied (as EDSR/MDSR pre-train x2 to start x4); extra upsampling stages start fresh. This lets an x4 model
-    jump-start an x2 one.
+    Another scale keeps the feature extractor, the residual trunk, the upsampling stages both models have and the
+    output conv (as EDSR/MDSR pre-train x2 to start x4); extra upsampling stages start fresh. More blocks append
+    residual blocks to the trunk that start as identities (their last BatchNorm scale is zero), so the deeper
+    model computes exactly what ``source`` did and only gains capacity as it trains.
     """
-    target = build_model({**source.config_dict(), "scale": scale})
+    target = build_model({**source.config_dict(), **changes})
     own = target.state_dict()
     shared = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
     target.load_state_dict(shared, strict=False)
@@ -204,7 +225,7 @@ class Trainer:
         if t.freeze_bn:
             freeze_batchnorm_statistics(self.generator)
         self.optimizer_g = torch.optim.Adam(
-            self.generator.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay
+            generator_param_groups(self.generator, t), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay
         )
         self.scheduler_g = torch.optim.lr_scheduler.LambdaLR(self.optimizer_g, lr_factor(config))
         self.discriminator: nn.Module | None = None

@@ -705,3 +705,24 @@ def test_push_to_hub_with_an_unreachable_hub_is_one_message_not_a_traceback(imag
     (line,) = [line for line in result.stdout.splitlines() if "not published" in line]
     assert "test-user/tiny-run" in line and "cannot be reached" in line and "hf upload test-user/tiny-run" in line
     assert (out / "best" / "model.safetensors").is_file()
+
+
+def test_average_weights_writes_the_weighted_mean_of_two_models(tmp_path):
+    from sr_core.models import SRResNet, load_pretrained
+    from train.average_weights import main as average_main
+
+    torch.manual_seed(0)
+    a, b = SRResNet(scale=4, num_blocks=2, channels=8), SRResNet(scale=4, num_blocks=2, channels=8)
+    a.save_pretrained(tmp_path / "a")
+    b.save_pretrained(tmp_path / "b")
+    out = tmp_path / "soup"
+    assert average_main([str(tmp_path / "a"), str(tmp_path / "b"), "--weights", "3", "1", "--out", str(out)]) == 0
+    soup, sa, sb = load_pretrained(out).state_dict(), a.state_dict(), b.state_dict()
+    for key, value in soup.items():
+        expected = 0.75 * sa[key] + 0.25 * sb[key] if sa[key].is_floating_point() else sa[key]
+        torch.testing.assert_close(value, expected, rtol=0, atol=1e-6)
+    # Models of different configs cannot be averaged: a clear error, exit 2, nothing written.
+    SRResNet(scale=4, num_blocks=3, channels=8).save_pretrained(tmp_path / "c")
+    bad = tmp_path / "bad"
+    assert average_main([str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(bad)]) == 2
+    assert not bad.exists()

@@ -20,20 +20,19 @@ if not __package__:  # run by path (`python train/average_weights.py`): see trai
 import argparse
 from collections.abc import Sequence
 
-from torch import nn
-
 from sr_core.errors import SRError
-from sr_core.models import load_pretrained
+from sr_core.models import SRModel, build_model, load_pretrained
 
 
-def average_models(models: Sequence[nn.Module], weights: Sequence[float]) -> nn.Module:
-    """A copy of ``models[0]`` holding the ``weights``-weighted mean of the models' floating-point tensors."""
+def average_models(models: Sequence[SRModel], weights: Sequence[float]) -> SRModel:
+    """A model of ``models[0]``'s config holding the ``weights``-weighted mean of the models' floating-point
+    tensors."""
     if len(models) < 2 or len(weights) != len(models):
         raise ValueError(f"need two or more models and one weight each, got {len(models)} and {len(weights)}")
     if min(weights) < 0 or sum(weights) <= 0:
         raise ValueError(f"weights must be >= 0 with a positive sum, got {list(weights)}")
-    configs = [m.config_dict() for m in models]  # type: ignore[operator]
-    if any(type(m) is not type(models[0]) or c != configs[0] for m, c in zip(models, configs, strict=True)):
+    configs = [m.config_dict() for m in models]  # the architecture's name included
+    if any(c != configs[0] for c in configs):
         raise ValueError("the models differ in architecture or config; only models of one lineage can be averaged")
     total = float(sum(weights))
     states = [m.state_dict() for m in models]
@@ -43,14 +42,9 @@ def average_models(models: Sequence[nn.Module], weights: Sequence[float]) -> nn.
         else value
         for key, value in states[0].items()
     }
-    soup = load_like(models[0])
+    soup = build_model(configs[0])
     soup.load_state_dict(averaged)
-    return soup
-
-
-def load_like(model: nn.Module) -> nn.Module:
-    """A fresh model of ``model``'s class and config."""
-    return type(model).from_config_dict(model.config_dict())  # type: ignore[attr-defined,operator]
+    return soup  # type: ignore[return-value]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,11 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     weights = args.weights or [1.0] * len(args.models)
     try:
-        soup = average_models([load_pretrained(m) for m in args.models], weights)
+        soup = average_models([load_pretrained(m) for m in args.models], weights)  # type: ignore[misc]
     except (SRError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    soup.save_pretrained(args.out)  # type: ignore[operator]
+    soup.save_pretrained(args.out)
     print(f"averaged {len(args.models)} models with weights {weights}: {args.out}")
     return 0
 

@@ -256,6 +256,26 @@ def test_add_blocks_grows_the_trunk_and_keeps_the_function(tmp_path, weights_dir
     assert last_new.grad is not None and last_new.grad.abs().sum() > 0
 
 
+def test_appended_blocks_under_frozen_batchnorm_start_from_a_zero_conv(weights_dir, monkeypatch):
+    from train.train import build_generator, freeze_batchnorm_statistics
+
+    monkeypatch.setenv("SR_STUDIO_WEIGHTS_DIR", str(weights_dir))
+    frozen = ["train.freeze_bn=true", "train.precise_bn_batches=0"]
+    overrides = ["train.init_from=srresnet", *frozen, "data.train_dir=x", "data.val_dir=y"]
+    source = build_generator(load_config(None, overrides)).eval()
+    grown = build_generator(load_config(None, [*overrides, "train.add_blocks=2"])).train()
+    freeze_batchnorm_statistics(grown)
+    x = torch.rand(2, 3, 12, 10)
+    out = grown(x)
+    with torch.no_grad():
+        torch.testing.assert_close(out, source(x), rtol=0, atol=1e-6)
+    out.sum().backward()
+    for block in grown.trunk[-2:]:
+        assert torch.count_nonzero(block.conv2.weight) == 0 and torch.equal(block.bn2.weight, torch.ones(8))
+        assert torch.count_nonzero(block.conv2.weight.grad) > 0.9 * block.conv2.weight.numel()  # every weight learns
+        assert torch.count_nonzero(block.conv1.weight.grad) == 0  # until the zero conv has moved
+
+
 def test_appended_blocks_get_their_own_learning_rate(image_folders, tmp_path, weights_dir, monkeypatch):
     from safetensors.torch import load_file
 

@@ -106,8 +106,9 @@ class OptimConfig:
     """Residual blocks appended to ``init_from``'s trunk, each starting as an identity (more capacity, the same
     function at step 0)."""
     add_blocks_lr_scale: float = 1.0
-    """Learning-rate multiplier for the appended blocks, which start from nothing (in CPU fine-tunes they stayed
-    near identity at 1 and at 10: their BatchNorm scales reached 3-8% of the others' in 800-1000 steps)."""
+    """Learning-rate multiplier for the appended blocks, which start from nothing. With ``freeze_bn`` they start
+    through a zero last conv and train at 1 (train.train.open_appended_blocks); otherwise through a zero BatchNorm
+    scale, which stayed near zero in CPU fine-tunes at 1 and at 10 (3-8% of the others' in 800-1000 steps)."""
 
 
 @dataclass

@@ -146,7 +146,25 @@ def build_generator(config: Config) -> SRModel:
     changes = {"scale": m.scale} if model.scale != m.scale else {}
     if config.train.add_blocks:
         changes["num_blocks"] = _num_blocks(model, init) + config.train.add_blocks
-    return transferred(model, **changes) if changes else model
+    model = transferred(model, **changes) if changes else model
+    if config.train.add_blocks and config.train.freeze_bn:
+        open_appended_blocks(model, config.train.add_blocks)
+    return model
+
+
+def open_appended_blocks(model: SRModel, count: int) -> None:
+    """Under frozen BatchNorm, start the last ``count`` residual blocks as identities through a zero last conv (its
+    BatchNorm scale one) instead of a zero BatchNorm scale.
+
+    A zero scale leaves both convs without gradient, a saddle Adam barely leaves (scales at 1-8% of the others'
+    after 800-1000 steps); a zero conv gets a gradient on every weight from the first step (at 30-90% of the
+    others' output scale after 600). Batch statistics would rescale a zero conv's first tiny output to unit
+    variance, so without frozen BatchNorm the zero scale stays.
+    """
+    for block in model.trunk[-count:]:  # type: ignore[index]
+        nn.init.zeros_(block.conv2.weight)
+        nn.init.zeros_(block.conv2.bias)
+        nn.init.ones_(block.bn2.weight)
 
 
 def _num_blocks(model: SRModel, init: str) -> int:

@@ -202,8 +202,9 @@ def transferred(source: SRModel, **changes: int) -> SRModel:
 
     Another scale keeps the feature extractor, the residual trunk, the upsampling stages both models have and the
     output conv (as EDSR/MDSR pre-train x2 to start x4); extra upsampling stages start fresh. More blocks append
-    residual blocks to the trunk that start as identities (their last BatchNorm scale is zero), so the deeper
-    model computes exactly what ``source`` did and only gains capacity as it trains.
+    residual blocks to the trunk that start as identities (their last BatchNorm scale is zero; under frozen
+    BatchNorm :func:`build_generator` starts them from a zero conv instead, :func:`open_appended_blocks`), so the
+    deeper model computes exactly what ``source`` did and only gains capacity as it trains.
     """
     target = build_model({**source.config_dict(), **changes})
     own = target.state_dict()
